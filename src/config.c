@@ -1,0 +1,224 @@
+/* Command-line parsing and validation for kvio. Errors are one line naming the
+ * option at fault; the caller turns CONFIG_INVALID into exit status 2. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char main_usage[] =
+	"Usage: kvio COMMAND [OPTIONS]\n"
+	"\n"
+	"kvio is a virtual machine monitor for Linux KVM.\n"
+	"\n"
+	"Commands:\n"
+	"  run        boot a Linux guest (see 'kvio run --help')\n"
+	"\n"
+	"Options:\n"
+	"  -h, --help     show this help\n"
+	"  -V, --version  show the version\n";
+
+static const char run_usage[] =
+	"Usage: kvio run [OPTIONS]\n"
+	"\n"
+	"Boot a Linux bzImage guest. The guest console is COM1, wired to this terminal;\n"
+	"press Ctrl-A x to quit, Ctrl-A h for help.\n"
+	"\n"
+	"Options:\n"
+	"  --kernel FILE      bzImage to boot (default: the default guest's vmlinuz)\n"
+	"  --initrd FILE      initramfs to load (default: the default guest's initramfs,\n"
+	"                     when --kernel is not given)\n"
+	"  --append CMDLINE   extra kernel command line\n"
+	"  --memory SIZE      guest RAM: 512M, 2G or plain MiB (default: 256M)\n"
+	"  --cpus N           number of vCPUs (default: 1)\n"
+	"  -h, --help         show this help\n";
+
+static __attribute__((format(printf, 2, 3))) void print_error(FILE *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("kvio: ", err);
+	va_start(ap, fmt);
+	vfprintf(err, fmt, ap);
+	va_end(ap);
+	fputc('\n', err);
+}
+
+int config_parse_size(const char *s, uint64_t *bytes)
+{
+	unsigned long long value, shift = 20;
+	char *end;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	value = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	switch (toupper((unsigned char)*end)) {
+	case '\0': shift = 20; break;
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
+	case 'T': shift = 40; end++; break;
+	default: return -1;
+	}
+	if (*end == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
+	if (*end != '\0' || value > (ULLONG_MAX >> shift))
+		return -1;
+	value <<= shift;
+	if (value % (1ULL << 20))
+		return -1;
+	*bytes = value;
+	return 0;
+}
+
+static int parse_cpus(const char *s, unsigned int *cpus)
+{
+	char *end;
+	unsigned long value;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	value = strtoul(s, &end, 10);
+	if (errno || *end != '\0' || value == 0 || value > UINT_MAX)
+		return -1;
+	*cpus = (unsigned int)value;
+	return 0;
+}
+
+static int check_readable_file(const char *option, const char *path, FILE *err)
+{
+	FILE *f = fopen(path, "rb");
+
+	if (!f) {
+		print_error(err, "%s: cannot open '%s': %s", option, path, strerror(errno));
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
+static int copy_path(char *dst, size_t size, const char *option, const char *src, FILE *err)
+{
+	if (strlen(src) >= size) {
+		print_error(err, "%s: path too long: '%s'", option, src);
+		return -1;
+	}
+	strcpy(dst, src);
+	return 0;
+}
+
+enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS };
+
+static enum config_status parse_run(int argc, char **argv, const char *guest_dir, struct vm_config *cfg, FILE *out,
+				    FILE *err)
+{
+	static const struct option options[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "append", required_argument, NULL, OPT_APPEND },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool have_kernel = false, have_initrd = false;
+	int opt;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_KERNEL:
+			if (copy_path(cfg->kernel_path, sizeof(cfg->kernel_path), "--kernel", optarg, err))
+				return CONFIG_INVALID;
+			have_kernel = true;
+			break;
+		case OPT_INITRD:
+			if (copy_path(cfg->initrd_path, sizeof(cfg->initrd_path), "--initrd", optarg, err))
+				return CONFIG_INVALID;
+			have_initrd = true;
+			break;
+		case OPT_APPEND:
+			cfg->append = optarg;
+			break;
+		case OPT_MEMORY:
+			if (config_parse_size(optarg, &cfg->memory_bytes)) {
+				print_error(err, "--memory: '%s' is not a size (use e.g. 512M, 2G, or MiB)", optarg);
+				return CONFIG_INVALID;
+			}
+			if (cfg->memory_bytes < CONFIG_MIN_MEMORY || cfg->memory_bytes > CONFIG_MAX_MEMORY) {
+				print_error(err, "--memory: '%s' is out of range (32M to 1T)", optarg);
+				return CONFIG_INVALID;
+			}
+			break;
+		case OPT_CPUS:
+			if (parse_cpus(optarg, &cfg->cpus) || cfg->cpus > CONFIG_MAX_CPUS) {
+				print_error(err, "--cpus: '%s' is not a number from 1 to %d", optarg, CONFIG_MAX_CPUS);
+				return CONFIG_INVALID;
+			}
+			break;
+		case 'h':
+			fputs(run_usage, out);
+			return CONFIG_DONE;
+		case ':':
+			print_error(err, "run: option '%s' needs a value", argv[optind - 1]);
+			return CONFIG_INVALID;
+		default:
+			print_error(err, "run: unknown option '%s' (see 'kvio run --help')", argv[optind - 1]);
+			return CONFIG_INVALID;
+		}
+	}
+	if (optind < argc) {
+		print_error(err, "run: unexpected argument '%s'", argv[optind]);
+		return CONFIG_INVALID;
+	}
+
+	/* A user-supplied kernel does not silently get the default guest's initrd. */
+	if (!have_kernel) {
+		snprintf(cfg->kernel_path, sizeof(cfg->kernel_path), "%s/vmlinuz", guest_dir);
+		if (!have_initrd)
+			snprintf(cfg->initrd_path, sizeof(cfg->initrd_path), "%s/initramfs.cpio.gz", guest_dir);
+	}
+	if (check_readable_file("--kernel", cfg->kernel_path, err))
+		return CONFIG_INVALID;
+	if (cfg->initrd_path[0] && check_readable_file("--initrd", cfg->initrd_path, err))
+		return CONFIG_INVALID;
+	return CONFIG_RUN;
+}
+
+enum config_status config_parse(int argc, char **argv, const char *guest_dir, struct vm_config *cfg, FILE *out,
+				FILE *err)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->memory_bytes = CONFIG_DEFAULT_MEMORY;
+	cfg->cpus = 1;
+
+	if (argc < 2) {
+		print_error(err, "missing command (see 'kvio --help')");
+		return CONFIG_INVALID;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		fputs(main_usage, out);
+		return CONFIG_DONE;
+	}
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+		fprintf(out, "kvio %s\n", KVIO_VERSION);
+		return CONFIG_DONE;
+	}
+	if (!strcmp(argv[1], "run"))
+		return parse_run(argc - 1, argv + 1, guest_dir, cfg, out, err);
+	print_error(err, "unknown command '%s' (see 'kvio --help')", argv[1]);
+	return CONFIG_INVALID;
+}

@@ -1,0 +1,40 @@
+/* The command line turned into a validated struct vm_config. No KVM here:
+ * everything a user can get wrong on the command line is caught before a VM exists. */
+#ifndef KVIO_CONFIG_H
+#define KVIO_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define KVIO_VERSION "0.1.0"
+
+#define CONFIG_DEFAULT_MEMORY (256ULL << 20)
+#define CONFIG_MIN_MEMORY (32ULL << 20)
+#define CONFIG_MAX_MEMORY (1ULL << 40)
+/* xAPIC IDs are 8 bits and 0xFF is the broadcast ID. */
+#define CONFIG_MAX_CPUS 254
+
+struct vm_config {
+	char kernel_path[4096];
+	char initrd_path[4096];  /* empty: no initrd */
+	const char *append;      /* extra kernel command line, may be NULL */
+	uint64_t memory_bytes;
+	unsigned int cpus;
+};
+
+enum config_status {
+	CONFIG_RUN,       /* cfg is filled in: boot the VM */
+	CONFIG_DONE,      /* help or version printed: exit 0 */
+	CONFIG_INVALID,   /* one-line error printed: exit 2 */
+};
+
+/* Parse argv (argv[0] is the program). guest_dir holds the default guest's
+ * vmlinuz and initramfs.cpio.gz. Help and version go to out, errors to err. */
+enum config_status config_parse(int argc, char **argv, const char *guest_dir, struct vm_config *cfg, FILE *out,
+				FILE *err);
+
+/* "512M", "2G", "1T", "65536K" or plain MiB ("512"). Returns 0, or -1 if s is
+ * not a size or not a whole number of MiB. */
+int config_parse_size(const char *s, uint64_t *bytes);
+
+#endif

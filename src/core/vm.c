@@ -1,0 +1,495 @@
+/* VM lifecycle: open KVM, lay out guest RAM, load the kernel, wire the
+ * emulated devices onto the buses, run the vCPUs, and stop on the first
+ * reason (guest poweroff/reset, Ctrl-A x, a signal, an error). */
+#include "core/vm.h"
+
+#include <cpuid.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/acpi.h"
+#include "core/boot_x86.h"
+#include "core/cpuid.h"
+#include "core/irq.h"
+#include "core/vcpu.h"
+#include "hw/acpi_pm.h"
+#include "hw/i8042.h"
+#include "hw/pci.h"
+#include "hw/serial8250.h"
+#include "util/event_loop.h"
+#include "util/log.h"
+#include "util/term.h"
+
+#define KVM_DEVICE "/dev/kvm"
+#define KVM_EXPECTED_API_VERSION 12
+/* Intel needs these three pages for real-mode emulation; they sit just below
+ * the BIOS area at the top of the 32-bit space, outside RAM and the PCI window. */
+#define KVM_IDENTITY_MAP_ADDR 0xFFFBC000ULL
+#define KVM_TSS_ADDR 0xFFFBD000ULL
+#define CPUID1_ECX_VMX (1U << 5)
+#define CPUID80000001_ECX_SVM (1U << 2)
+#define BASE_CMDLINE "console=ttyS0"
+
+#define EXIT_SETUP_ERROR 2
+#define EXIT_RUNTIME_ERROR 1
+
+/* The emulated PC around the vCPUs. */
+struct machine {
+	struct serial8250 com1;
+	struct i8042 kbc;
+	struct acpi_pm pm;
+	struct pci_bus pci;
+};
+
+struct mapped_file {
+	void *data;
+	size_t size;
+};
+
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
+{
+	int expected = VM_RUNNING;
+	uint64_t one = 1;
+
+	if (atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason) &&
+	    write(vm->stop_eventfd, &one, sizeof(one)) < 0)
+		log_error("cannot signal VM stop: %s", strerror(errno));
+}
+
+/* True if the CPU has VT-x or AMD-V: what KVM needs to run an unmodified guest. */
+static bool cpu_has_hardware_virtualization(void)
+{
+	unsigned int eax, ebx, ecx, edx;
+
+	if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & CPUID1_ECX_VMX))
+		return true;
+	return __get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx) && (ecx & CPUID80000001_ECX_SVM);
+}
+
+static int open_kvm(struct vm *vm, unsigned int nr_cpus)
+{
+	struct stat st;
+	int version, max_vcpus;
+
+	vm->kvm_fd = open(KVM_DEVICE, O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		log_error("%s: %s", KVM_DEVICE, strerror(errno));
+		return -1;
+	}
+	version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version != KVM_EXPECTED_API_VERSION) {
+		log_error("%s: KVM API version %d, kvio needs %d", KVM_DEVICE, version, KVM_EXPECTED_API_VERSION);
+		return -1;
+	}
+	/* PVM runs only guests built for it: a stock kernel would hang in its decompressor. */
+	if (stat("/sys/module/kvm_pvm", &st) == 0) {
+		log_error("%s is PVM-based (kvm_pvm) and cannot run unmodified guests; use hardware KVM or tests/testbed/run",
+			  KVM_DEVICE);
+		return -1;
+	}
+	if (!cpu_has_hardware_virtualization()) {
+		log_error("%s: this CPU has no VT-x or AMD-V, so KVM cannot run unmodified guests", KVM_DEVICE);
+		return -1;
+	}
+	max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max_vcpus <= 0)
+		max_vcpus = 4;  /* what the KVM API documents when neither capability exists */
+	if (nr_cpus > (unsigned int)max_vcpus) {
+		log_error("--cpus: %u is more than KVM allows on this host (%d)", nr_cpus, max_vcpus);
+		return -1;
+	}
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu_mmap_size <= 0) {
+		log_error("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int create_vm(struct vm *vm, uint64_t ram_size)
+{
+	int err;
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		log_error("KVM_CREATE_VM: %s", strerror(errno));
+		return -1;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+		log_error("KVM_SET_TSS_ADDR: %s", strerror(errno));
+		return -1;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP_ADDR }) < 0) {
+		log_error("KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+		return -1;
+	}
+	if (irq_init(vm))
+		return -1;
+	err = guest_mem_create(&vm->mem, ram_size);
+	if (err) {
+		log_error("--memory: cannot allocate %llu MiB of guest RAM: %s",
+			  (unsigned long long)(ram_size >> 20), strerror(-err));
+		return -1;
+	}
+	for (unsigned int i = 0; i < vm->mem.nr_regions; i++) {
+		const struct guest_mem_region *r = &vm->mem.regions[i];
+		struct kvm_userspace_memory_region region = {
+			.slot = i, .guest_phys_addr = r->gpa, .memory_size = r->size,
+			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+			log_error("KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+			return -1;
+		}
+	}
+	vm->supported_cpuid = cpuid_get_supported(vm->kvm_fd);
+	return vm->supported_cpuid ? 0 : -1;
+}
+
+static int map_file(const char *option, const char *path, struct mapped_file *file)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	file->data = NULL;
+	file->size = 0;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		log_error("%s: cannot open '%s': %s", option, path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	file->size = (size_t)st.st_size;
+	if (file->size) {
+		file->data = mmap(NULL, file->size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (file->data == MAP_FAILED) {
+			file->data = NULL;
+			log_error("%s: cannot read '%s': %s", option, path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+static void unmap_file(struct mapped_file *file)
+{
+	if (file->data)
+		munmap(file->data, file->size);
+}
+
+struct guest_files {
+	struct mapped_file kernel;
+	struct mapped_file initrd;
+};
+
+static void close_guest_files(struct guest_files *files)
+{
+	unmap_file(&files->initrd);
+	unmap_file(&files->kernel);
+}
+
+/* Read and check the kernel and initrd before touching KVM, so that bad
+ * input is reported the same way on every host. */
+static int open_guest_files(const struct vm_config *cfg, struct guest_files *files)
+{
+	struct bzimage_info info;
+	const char *why;
+	uint64_t low_ram = cfg->memory_bytes < GUEST_PCI_HOLE_START ? cfg->memory_bytes : GUEST_PCI_HOLE_START;
+
+	memset(files, 0, sizeof(*files));
+	if (map_file("--kernel", cfg->kernel_path, &files->kernel) ||
+	    (cfg->initrd_path[0] && map_file("--initrd", cfg->initrd_path, &files->initrd)))
+		goto fail;
+	if (bzimage_parse(files->kernel.data, files->kernel.size, &info, &why)) {
+		log_error("--kernel: '%s': %s", cfg->kernel_path, why);
+		goto fail;
+	}
+	if (info.load_end > low_ram) {
+		log_error("--memory: %llu MiB is too small for this kernel (it needs %llu MiB to decompress)",
+			  (unsigned long long)(cfg->memory_bytes >> 20), (unsigned long long)(info.load_end >> 20) + 1);
+		goto fail;
+	}
+	return 0;
+fail:
+	close_guest_files(files);
+	return -1;
+}
+
+static int load_guest(struct vm *vm, const struct vm_config *cfg, const struct guest_files *files,
+		      struct boot_x86_result *boot)
+{
+	char *cmdline = NULL;
+	const char *why = NULL;
+	uint64_t rsdp;
+	int ret = -1;
+
+	if (acpi_build_tables(&vm->mem, vm->nr_vcpus, &rsdp)) {
+		log_error("cannot build ACPI tables for %u vCPUs", vm->nr_vcpus);
+		return -1;
+	}
+	if (asprintf(&cmdline, "%s%s%s", BASE_CMDLINE, cfg->append ? " " : "", cfg->append ? cfg->append : "") < 0)
+		return -1;
+	if (boot_x86_load(&vm->mem, files->kernel.data, files->kernel.size, files->initrd.data, files->initrd.size,
+			  cmdline, rsdp, boot, &why)) {
+		/* The kernel itself was checked already: what is left is the initrd or the command line. */
+		if (strstr(why, "command line"))
+			log_error("--append: %s", why);
+		else
+			log_error("--initrd: '%s': %s (try more --memory)", cfg->initrd_path, why);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(cmdline);
+	return ret;
+}
+
+static void com1_set_irq(void *ctx, int level)
+{
+	vm_irq_line(ctx, SERIAL_COM1_IRQ, level);
+}
+
+static void reset_requested(void *ctx)
+{
+	vm_request_stop(ctx, VM_STOP_REBOOT);
+}
+
+static void poweroff_requested(void *ctx)
+{
+	vm_request_stop(ctx, VM_STOP_POWEROFF);
+}
+
+static void quit_requested(void *ctx)
+{
+	vm_request_stop(ctx, VM_STOP_QUIT);
+}
+
+static void console_input(void *ctx, const uint8_t *buf, size_t len)
+{
+	struct serial8250 *uart = ctx;
+
+	while (len) {
+		size_t n = serial8250_receive(uart, buf, len);
+
+		buf += n;
+		len -= n;
+		if (len && !serial8250_wait_rx_space(uart))
+			return;
+	}
+}
+
+static int setup_machine(struct vm *vm, struct machine *m)
+{
+	int err = 0;
+
+	serial8250_init(&m->com1, STDOUT_FILENO, com1_set_irq, vm);
+	i8042_init(&m->kbc, reset_requested, vm);
+	acpi_pm_init(&m->pm, poweroff_requested, vm);
+	pci_bus_init(&m->pci);
+
+	err |= iobus_register(&vm->pio, SERIAL_COM1_BASE, SERIAL_NR_PORTS, &serial8250_ops, &m->com1);
+	err |= iobus_register(&vm->pio, I8042_DATA_PORT, 1, &i8042_data_ops, &m->kbc);
+	err |= iobus_register(&vm->pio, I8042_COMMAND_PORT, 1, &i8042_command_ops, &m->kbc);
+	err |= iobus_register(&vm->pio, ACPI_PM_PORT, ACPI_PM_NR_PORTS, &acpi_pm_ops, &m->pm);
+	err |= iobus_register(&vm->pio, PCI_CONFIG_ADDRESS_PORT, 4, &pci_config_address_ops, &m->pci);
+	err |= iobus_register(&vm->pio, PCI_CONFIG_DATA_PORT, 4, &pci_config_data_ops, &m->pci);
+	if (err) {
+		log_error("cannot register the emulated devices' ports");
+		return -1;
+	}
+	return 0;
+}
+
+static void teardown_machine(struct machine *m)
+{
+	pci_bus_destroy(&m->pci);
+	serial8250_destroy(&m->com1);
+}
+
+/* Signals that stop the VM; read through a signalfd by the main loop. */
+static void stop_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT);
+}
+
+struct main_loop {
+	struct event_loop loop;
+	struct event_handler stop;
+	struct event_handler signals;
+	struct vm *vm;
+};
+
+static void stop_ready(struct event_handler *handler, uint32_t events)
+{
+	struct main_loop *ml = (struct main_loop *)((char *)handler - offsetof(struct main_loop, stop));
+
+	(void)events;
+	event_loop_stop(&ml->loop);
+}
+
+static void signal_ready(struct event_handler *handler, uint32_t events)
+{
+	struct main_loop *ml = (struct main_loop *)((char *)handler - offsetof(struct main_loop, signals));
+	struct signalfd_siginfo info;
+
+	(void)events;
+	if (read(handler->fd, &info, sizeof(info)) != sizeof(info))
+		return;
+	ml->vm->stop_signal = (int)info.ssi_signo;
+	vm_request_stop(ml->vm, VM_STOP_SIGNAL);
+}
+
+static int exit_status(const struct vm *vm)
+{
+	switch (atomic_load(&vm->stop_reason)) {
+	case VM_STOP_POWEROFF:
+	case VM_STOP_REBOOT:
+	case VM_STOP_QUIT:
+		return 0;
+	case VM_STOP_SIGNAL:
+		return 128 + vm->stop_signal;
+	default:
+		return EXIT_RUNTIME_ERROR;
+	}
+}
+
+static int run_until_stopped(struct vm *vm, struct machine *m)
+{
+	struct main_loop ml = { .vm = vm };
+	struct term_input console = {
+		.sink = console_input, .sink_ctx = &m->com1, .quit = quit_requested, .quit_ctx = vm,
+	};
+	unsigned int started = 0;
+	sigset_t mask;
+	int ret = -1;
+
+	stop_signal_set(&mask);
+	ml.signals.fd = signalfd(-1, &mask, SFD_CLOEXEC);
+	ml.signals.ready = signal_ready;
+	ml.stop.fd = vm->stop_eventfd;
+	ml.stop.ready = stop_ready;
+	if (ml.signals.fd < 0 || event_loop_init(&ml.loop) || event_loop_add(&ml.loop, &ml.signals, EPOLLIN) ||
+	    event_loop_add(&ml.loop, &ml.stop, EPOLLIN)) {
+		log_error("cannot set up the main loop: %s", strerror(errno));
+		goto out;
+	}
+
+	term_init();
+	if (term_start_input(&console))
+		goto out;
+	for (; started < vm->nr_vcpus; started++)
+		if (vcpu_start(&vm->vcpus[started]))
+			break;
+	if (started == vm->nr_vcpus && event_loop_run(&ml.loop) == 0)
+		ret = 0;
+	if (started < vm->nr_vcpus)
+		vm_request_stop(vm, VM_STOP_ERROR);
+
+	for (unsigned int i = 0; i < started; i++)
+		vcpu_stop(&vm->vcpus[i]);
+	serial8250_close_input(&m->com1);
+	term_stop_input();
+	term_restore();
+out:
+	event_loop_destroy(&ml.loop);
+	if (ml.signals.fd >= 0)
+		close(ml.signals.fd);
+	return ret;
+}
+
+static void destroy_vm(struct vm *vm)
+{
+	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	free(vm->supported_cpuid);
+	guest_mem_destroy(&vm->mem);
+	iobus_destroy(&vm->pio);
+	iobus_destroy(&vm->mmio);
+	if (vm->stop_eventfd >= 0)
+		close(vm->stop_eventfd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+}
+
+int vm_run(const struct vm_config *cfg)
+{
+	struct vm vm = { .kvm_fd = -1, .vm_fd = -1, .stop_eventfd = -1, .mem = { .fd = -1 } };
+	struct machine machine;
+	struct boot_x86_result boot;
+	struct guest_files files;
+	bool machine_ready = false;
+	sigset_t blocked;
+	int status = EXIT_SETUP_ERROR, ret;
+
+	/* Block before any thread exists so that only the main loop's signalfd
+	 * sees stop signals, and only vCPU threads (which unblock it) get kicks. */
+	stop_signal_set(&blocked);
+	sigaddset(&blocked, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &blocked, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	vcpu_install_kick_handler();
+
+	atomic_init(&vm.stop_reason, VM_RUNNING);
+	vm.nr_vcpus = cfg->cpus;
+	iobus_init(&vm.pio, "pio");
+	iobus_init(&vm.mmio, "mmio");
+	vm.stop_eventfd = eventfd(0, EFD_CLOEXEC);
+	if (vm.stop_eventfd < 0) {
+		log_error("eventfd: %s", strerror(errno));
+		goto out;
+	}
+	if (open_guest_files(cfg, &files))
+		goto out;
+	ret = open_kvm(&vm, cfg->cpus) || create_vm(&vm, cfg->memory_bytes) || load_guest(&vm, cfg, &files, &boot);
+	close_guest_files(&files);
+	if (ret)
+		goto out;
+	if (setup_machine(&vm, &machine))
+		goto out;
+	machine_ready = true;
+
+	status = EXIT_RUNTIME_ERROR;
+	vm.vcpus = calloc(vm.nr_vcpus, sizeof(*vm.vcpus));
+	if (!vm.vcpus)
+		goto out;
+	for (unsigned int i = 0; i < vm.nr_vcpus; i++)
+		vm.vcpus[i].fd = -1;
+	for (unsigned int i = 0; i < vm.nr_vcpus; i++)
+		if (vcpu_init(&vm.vcpus[i], &vm, i, &boot))
+			goto out;
+	if (run_until_stopped(&vm, &machine) == 0)
+		status = exit_status(&vm);
+	if (atomic_load(&vm.stop_reason) == VM_STOP_SIGNAL)
+		log_info("stopped by signal %d", vm.stop_signal);
+	else if (atomic_load(&vm.stop_reason) == VM_STOP_QUIT)
+		log_info("terminated by Ctrl-A x");
+out:
+	if (machine_ready)
+		teardown_machine(&machine);
+	destroy_vm(&vm);
+	return status;
+}

@@ -1,0 +1,52 @@
+/* The virtual machine as KVM sees it: VM fd, guest RAM, buses, vCPUs, and the
+ * lifecycle from boot to the first stop request. */
+#ifndef KVIO_CORE_VM_H
+#define KVIO_CORE_VM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "core/iobus.h"
+#include "util/guest_mem.h"
+
+struct vcpu;
+struct kvm_cpuid2;
+
+/* Why the VM stopped; the first reason reported wins. */
+enum vm_stop_reason {
+	VM_RUNNING = 0,
+	VM_STOP_POWEROFF,   /* guest powered off through ACPI */
+	VM_STOP_REBOOT,     /* guest reset (i8042 pulse or triple fault): kvio exits like Firecracker */
+	VM_STOP_QUIT,       /* Ctrl-A x on the console */
+	VM_STOP_SIGNAL,     /* SIGINT/SIGTERM/SIGHUP */
+	VM_STOP_ERROR,      /* a vCPU hit something it cannot handle */
+};
+
+struct vm {
+	int kvm_fd;
+	int vm_fd;
+	struct guest_mem mem;
+	struct iobus pio;
+	struct iobus mmio;
+	unsigned int nr_vcpus;
+	struct vcpu *vcpus;
+	int vcpu_mmap_size;
+	struct kvm_cpuid2 *supported_cpuid;
+	_Atomic int stop_reason;
+	int stop_signal;
+	int stop_eventfd;   /* written once a stop reason is set, wakes the main loop */
+};
+
+/* Boot cfg and run until the guest or the user stops it. Returns the process
+ * exit status: 0 for a guest poweroff/reboot or Ctrl-A x, 2 for a setup error
+ * caused by the host or the input files, 1 for a runtime failure, 128+N for signal N. */
+int vm_run(const struct vm_config *cfg);
+
+/* Safe from any thread. */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
+
+/* Assert (1) or deassert (0) an interrupt line of the in-kernel irqchip. */
+void vm_irq_line(struct vm *vm, unsigned int gsi, int level);
+
+#endif

@@ -1,0 +1,59 @@
+/* PCI bus 0 behind a host bridge, reached with configuration mechanism #1
+ * (ports 0xCF8/0xCFC). Devices bring a config space; the bus handles the
+ * generic parts: read-only fields, BAR sizing, the command register. */
+#ifndef KVIO_HW_PCI_H
+#define KVIO_HW_PCI_H
+
+#include <linux/pci_regs.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/iobus.h"
+
+#define PCI_CONFIG_ADDRESS_PORT 0xCF8
+#define PCI_CONFIG_DATA_PORT 0xCFC
+#define PCI_SLOTS 32
+#define PCI_BARS 6
+#define PCI_CLASS_BRIDGE_HOST 0x0600  /* class codes live in pci_ids.h, which is not UAPI */
+
+/* The ID QEMU's generic PCIe host bridge uses: Red Hat's range for virtual hardware. */
+#define PCI_VENDOR_ID_REDHAT 0x1B36
+#define PCI_DEVICE_ID_REDHAT_HOST_BRIDGE 0x0008
+
+enum pci_bar_type { PCI_BAR_IO, PCI_BAR_MEM32, PCI_BAR_MEM64 };
+
+struct pci_device {
+	uint8_t config[PCI_CFG_SPACE_SIZE];
+	uint8_t wmask[PCI_CFG_SPACE_SIZE];  /* bits the guest may change */
+	const char *name;
+};
+
+struct pci_bus {
+	pthread_mutex_t lock;
+	uint32_t config_address;
+	struct pci_device *slots[PCI_SLOTS];
+	struct pci_device host_bridge;
+};
+
+extern const struct iobus_ops pci_config_address_ops;  /* 4 ports at 0xCF8 */
+extern const struct iobus_ops pci_config_data_ops;     /* 4 ports at 0xCFC */
+
+/* Bus 0 with the host bridge in slot 0. */
+void pci_bus_init(struct pci_bus *bus);
+void pci_bus_destroy(struct pci_bus *bus);
+
+/* Put dev in the first free slot; returns the slot or -ENOSPC. */
+int pci_bus_add(struct pci_bus *bus, struct pci_device *dev);
+
+void pci_device_init(struct pci_device *dev, const char *name, uint16_t vendor, uint16_t device,
+		     uint32_t class_code);
+/* Declare BAR bar of size bytes (a power of two); MEM64 takes two BAR slots. */
+int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, enum pci_bar_type type);
+
+/* Config-space access for one function on bus 0 (what the data port does). */
+uint32_t pci_bus_config_read(struct pci_bus *bus, unsigned int slot, unsigned int offset, unsigned int size);
+void pci_bus_config_write(struct pci_bus *bus, unsigned int slot, unsigned int offset, uint32_t value,
+			  unsigned int size);
+
+#endif

@@ -1,0 +1,101 @@
+/* Guest physical memory backed by a memfd, and the bounds-checked translation
+ * from guest-physical addresses to host pointers. */
+#include "util/guest_mem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+void guest_mem_layout(struct guest_mem *mem, uint8_t *base, uint64_t ram_size, int fd)
+{
+	uint64_t low = ram_size < GUEST_PCI_HOLE_START ? ram_size : GUEST_PCI_HOLE_START;
+
+	memset(mem, 0, sizeof(*mem));
+	mem->base = base;
+	mem->ram_size = ram_size;
+	mem->fd = fd;
+	mem->regions[0] = (struct guest_mem_region){ .gpa = 0, .size = low, .host = base, .fd_offset = 0 };
+	mem->nr_regions = 1;
+	if (ram_size > low) {
+		mem->regions[1] = (struct guest_mem_region){
+			.gpa = GUEST_HIGH_RAM_START, .size = ram_size - low, .host = base + low, .fd_offset = low,
+		};
+		mem->nr_regions = 2;
+	}
+}
+
+int guest_mem_create(struct guest_mem *mem, uint64_t ram_size)
+{
+	void *base;
+	int fd, err;
+
+	fd = memfd_create("kvio-guest-ram", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)ram_size) < 0)
+		goto fail;
+	/* MAP_NORESERVE: RAM the guest never touches should cost the host nothing. */
+	base = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	if (base == MAP_FAILED)
+		goto fail;
+	guest_mem_layout(mem, base, ram_size, fd);
+	return 0;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+void guest_mem_destroy(struct guest_mem *mem)
+{
+	if (mem->base)
+		munmap(mem->base, mem->ram_size);
+	if (mem->fd >= 0)
+		close(mem->fd);
+	mem->base = NULL;
+	mem->fd = -1;
+}
+
+int guest_mem_translate(const struct guest_mem *mem, uint64_t gpa, uint64_t len, void **host)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		const struct guest_mem_region *r = &mem->regions[i];
+
+		/* Written so that no sum can overflow: gpa and len are guest-controlled. */
+		if (gpa < r->gpa || gpa - r->gpa >= r->size)
+			continue;
+		if (len > r->size - (gpa - r->gpa))
+			return -EFAULT;
+		*host = r->host + (gpa - r->gpa);
+		return 0;
+	}
+	return -EFAULT;
+}
+
+int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len)
+{
+	void *dst;
+	int err = guest_mem_translate(mem, gpa, len, &dst);
+
+	if (err)
+		return err;
+	memcpy(dst, src, len);
+	return 0;
+}
+
+int guest_mem_read(const struct guest_mem *mem, uint64_t gpa, void *dst, uint64_t len)
+{
+	void *src;
+	int err = guest_mem_translate(mem, gpa, len, &src);
+
+	if (err)
+		return err;
+	memcpy(dst, src, len);
+	return 0;
+}
+
+uint64_t guest_mem_low_end(const struct guest_mem *mem)
+{
+	return mem->regions[0].size;
+}

@@ -1,0 +1,269 @@
+/* Command-line parsing: sizes, defaults, and the one-line errors for bad input. */
+#include "unit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+static char guest_dir[] = "/tmp/kvio-test-guest-XXXXXX";
+static FILE *out, *err;
+static char *out_buf, *err_buf;
+static size_t out_len, err_len;
+
+static int setup(void **state)
+{
+	(void)state;
+	out = open_memstream(&out_buf, &out_len);
+	err = open_memstream(&err_buf, &err_len);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	fclose(out);
+	fclose(err);
+	free(out_buf);
+	free(err_buf);
+	return 0;
+}
+
+static int make_guest_dir(void **state)
+{
+	char path[256];
+	FILE *f;
+
+	(void)state;
+	if (!mkdtemp(guest_dir))
+		return -1;
+	snprintf(path, sizeof(path), "%s/vmlinuz", guest_dir);
+	f = fopen(path, "w");
+	fputs("k", f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/initramfs.cpio.gz", guest_dir);
+	f = fopen(path, "w");
+	fputs("i", f);
+	fclose(f);
+	return 0;
+}
+
+static int remove_guest_dir(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", guest_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+#define PARSE(...)                                                                     \
+	({                                                                             \
+		char *argv[] = { "kvio", __VA_ARGS__, NULL };                          \
+		config_parse((int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, guest_dir, &cfg, out, err); \
+	})
+
+static void assert_one_line_error(const char *needle)
+{
+	fflush(err);
+	assert_non_null(strstr(err_buf, needle));
+	assert_int_equal(strncmp(err_buf, "kvio: ", 6), 0);
+	assert_ptr_equal(strchr(err_buf, '\n'), err_buf + err_len - 1);
+}
+
+static void test_sizes(void **state)
+{
+	uint64_t b;
+
+	(void)state;
+	assert_int_equal(config_parse_size("512M", &b), 0);
+	assert_int_equal(b, 512ULL << 20);
+	assert_int_equal(config_parse_size("2G", &b), 0);
+	assert_int_equal(b, 2ULL << 30);
+	assert_int_equal(config_parse_size("2g", &b), 0);
+	assert_int_equal(b, 2ULL << 30);
+	assert_int_equal(config_parse_size("300", &b), 0);
+	assert_int_equal(b, 300ULL << 20);
+	assert_int_equal(config_parse_size("1GiB", &b), 0);
+	assert_int_equal(b, 1ULL << 30);
+	assert_int_equal(config_parse_size("2048K", &b), 0);
+	assert_int_equal(b, 2ULL << 20);
+	assert_int_equal(config_parse_size("1000K", &b), -1);  /* not whole MiB */
+	assert_int_equal(config_parse_size("", &b), -1);
+	assert_int_equal(config_parse_size("-1G", &b), -1);
+	assert_int_equal(config_parse_size("12X", &b), -1);
+	assert_int_equal(config_parse_size("1G2", &b), -1);
+	assert_int_equal(config_parse_size("99999999999999999999G", &b), -1);
+	assert_int_equal(config_parse_size("17179869184T", &b), -1);  /* overflows 64 bits */
+}
+
+static void test_defaults(void **state)
+{
+	struct vm_config cfg;
+	char expect[300];
+
+	(void)state;
+	assert_int_equal(PARSE("run"), CONFIG_RUN);
+	assert_int_equal(cfg.memory_bytes, 256ULL << 20);
+	assert_int_equal(cfg.cpus, 1);
+	assert_null(cfg.append);
+	snprintf(expect, sizeof(expect), "%s/vmlinuz", guest_dir);
+	assert_string_equal(cfg.kernel_path, expect);
+	snprintf(expect, sizeof(expect), "%s/initramfs.cpio.gz", guest_dir);
+	assert_string_equal(cfg.initrd_path, expect);
+}
+
+static void test_all_options(void **state)
+{
+	struct vm_config cfg;
+	char kernel[300];
+
+	(void)state;
+	snprintf(kernel, sizeof(kernel), "%s/vmlinuz", guest_dir);
+	assert_int_equal(PARSE("run", "--kernel", kernel, "--memory=2G", "--cpus", "2", "--append", "quiet x=1"),
+			 CONFIG_RUN);
+	assert_int_equal(cfg.memory_bytes, 2ULL << 30);
+	assert_int_equal(cfg.cpus, 2);
+	assert_string_equal(cfg.append, "quiet x=1");
+	assert_string_equal(cfg.kernel_path, kernel);
+	/* A kernel of the user's own does not get the default initrd behind their back. */
+	assert_string_equal(cfg.initrd_path, "");
+}
+
+static void test_help_and_version(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("--version"), CONFIG_DONE);
+	assert_int_equal(PARSE("--help"), CONFIG_DONE);
+	assert_int_equal(PARSE("run", "--help"), CONFIG_DONE);
+	fflush(out);
+	assert_non_null(strstr(out_buf, "kvio " KVIO_VERSION));
+	assert_non_null(strstr(out_buf, "Usage: kvio run"));
+	assert_int_equal(err_len, 0);
+}
+
+static void test_unknown_option(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--bogus"), CONFIG_INVALID);
+	assert_one_line_error("'--bogus'");
+}
+
+static void test_unknown_command(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("fly"), CONFIG_INVALID);
+	assert_one_line_error("'fly'");
+}
+
+static void test_missing_value(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--memory"), CONFIG_INVALID);
+	assert_one_line_error("--memory");
+}
+
+static void test_bad_memory(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--memory", "lots"), CONFIG_INVALID);
+	assert_one_line_error("--memory: 'lots'");
+}
+
+static void test_memory_out_of_range(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--memory", "4M"), CONFIG_INVALID);
+	assert_one_line_error("--memory");
+}
+
+static void test_bad_cpus(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--cpus", "0"), CONFIG_INVALID);
+	assert_one_line_error("--cpus: '0'");
+}
+
+static void test_too_many_cpus(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--cpus", "1000"), CONFIG_INVALID);
+	assert_one_line_error("--cpus: '1000'");
+}
+
+static void test_missing_kernel(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--kernel", "/nonexistent/bzImage"), CONFIG_INVALID);
+	assert_one_line_error("--kernel: cannot open '/nonexistent/bzImage'");
+}
+
+static void test_missing_initrd(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--initrd", "/nonexistent/initrd"), CONFIG_INVALID);
+	assert_one_line_error("--initrd: cannot open");
+}
+
+static void test_stray_argument(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "extra"), CONFIG_INVALID);
+	assert_one_line_error("'extra'");
+}
+
+static void test_no_command(void **state)
+{
+	struct vm_config cfg;
+	char *argv[] = { "kvio", NULL };
+
+	(void)state;
+	assert_int_equal(config_parse(1, argv, guest_dir, &cfg, out, err), CONFIG_INVALID);
+	assert_one_line_error("missing command");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_all_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_help_and_version, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_option, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_command, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_value, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_memory, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_memory_out_of_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_cpus, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_cpus, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_kernel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_initrd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stray_argument, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_command, setup, teardown),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, make_guest_dir, remove_guest_dir);
+}
