@@ -55,8 +55,8 @@ def run_once(cmd, timeout):
     exit_time = time.monotonic() - start
     t.join(timeout=5)
     if "t" not in ready or proc.returncode != 0:
-        tail = b"".join(output[-20:]).decode(errors="replace")
-        raise SystemExit(f"{cmd[0]}: no ready line or exit {proc.returncode}\n{tail}")
+        tail = b"".join(output[-5:]).decode(errors="replace").strip()
+        return f"no ready line or exit status {proc.returncode}: {tail[-300:]}"
     return ready["t"], exit_time, hwm, own_peak
 
 
@@ -85,15 +85,23 @@ def main():
         "qemu-q35": qemu_common[:1] + ["-M", "q35"] + qemu_common[1:],
     }
     results = {name: [] for name in systems}
+    failures = {name: 0 for name in systems}
     names = list(systems)
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            ready, exited, hwm, own = run_once(systems[name], args.timeout)
-            results[name].append((ready, exited, hwm, own))
+            outcome = run_once(systems[name], args.timeout)
+            if isinstance(outcome, str):
+                failures[name] += 1
+                print(f"round {r + 1} {name:13s} FAILED: {outcome}", flush=True)
+                continue
+            ready, exited, hwm, own = outcome
+            results[name].append(outcome)
             print(f"round {r + 1} {name:13s} ready {ready * 1000:7.0f} ms  exit {exited * 1000:7.0f} ms  "
                   f"peak RSS {hwm / 1024:6.1f} MiB  own {own / 1024:6.1f} MiB", flush=True)
 
+    if not all(results.values()):
+        raise SystemExit("a system never booted; no medians")
     med = {n: tuple(statistics.median(x[i] for x in results[n]) for i in range(4)) for n in names}
     print()
     print(f"| {'system':13s} | {'ready (ms)':>10s} | {'exit (ms)':>9s} | {'peak RSS (MiB)':>14s} "
@@ -107,7 +115,8 @@ def main():
         k, p = med["kvio"], med[peer]
         print(f"kvio/{peer}: ready {k[0] / p[0]:.2f}, exit {k[1] / p[1]:.2f}, peak RSS {k[2] / p[2]:.2f}, "
               f"RSS minus guest RAM {k[3] / p[3]:.2f}")
-    print(f"(medians of {args.rounds} rounds, {args.cpus} vCPU, {args.memory} MiB)")
+    print(f"(medians of {args.rounds} rounds, {args.cpus} vCPU, {args.memory} MiB; failed runs: "
+          + ", ".join(f"{n} {failures[n]}" for n in names) + ")")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@
  * build page tables and switch to long mode itself, costing exits on a nested host. */
 #include "core/boot_x86.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define SETUP_HEADER_OFFSET 0x1F1
 #define BOOT_FLAG_MAGIC 0xAA55
@@ -44,13 +47,14 @@ static uint32_t get32(const uint8_t *p)
 	return (uint32_t)get16(p) | (uint32_t)get16(p + 2) << 16;
 }
 
-int bzimage_parse(const uint8_t *image, size_t size, struct bzimage_info *info, const char **why)
+int bzimage_parse(const uint8_t *image, size_t image_len, uint64_t size, struct bzimage_info *info,
+		  const char **why)
 {
 	const struct setup_header *hdr;
 	struct setup_header h;
 	size_t setup_sects, header_end;
 
-	if (size < 2 * 512) {
+	if (size < BZIMAGE_HEADER_BYTES || image_len < BZIMAGE_HEADER_BYTES) {
 		*why = "file too small to be a bzImage";
 		return -1;
 	}
@@ -59,7 +63,7 @@ int bzimage_parse(const uint8_t *image, size_t size, struct bzimage_info *info, 
 		return -1;
 	}
 	/* The byte after the jump at 0x200 gives the end of the header this kernel
-	 * knows; at most 0x301, so inside the two sectors checked above. */
+	 * knows; at most 0x301, so inside the bytes checked above. */
 	header_end = 0x202 + image[0x201];
 	memset(&h, 0, sizeof(h));
 	hdr = (const struct setup_header *)(image + SETUP_HEADER_OFFSET);
@@ -165,17 +169,57 @@ static int write_page_tables(const struct guest_mem *mem)
  * mov al, 0xFE; out 0x64, al; hlt */
 static const uint8_t reset_vector_code[] = { 0xB0, 0xFE, 0xE6, 0x64, 0xF4 };
 
-int boot_x86_load(const struct guest_mem *mem, const uint8_t *kernel, size_t kernel_size, const uint8_t *initrd,
-		  size_t initrd_size, const char *cmdline, uint64_t acpi_rsdp, struct boot_x86_result *out,
-		  const char **why)
+/* Read exactly len bytes at offset of fd into guest memory at gpa. Straight
+ * into guest RAM: the file is never mapped into kvio, so it costs kvio no RSS. */
+static int read_into_guest(const struct guest_mem *mem, int fd, uint64_t offset, uint64_t gpa, uint64_t len)
 {
+	void *host;
+	uint8_t *dst;
+
+	if (guest_mem_translate(mem, gpa, len, &host))
+		return -1;
+	dst = host;
+	while (len) {
+		ssize_t n = pread(fd, dst, len, (off_t)offset);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		dst += n;
+		offset += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+static int file_size(int fd, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, const char *cmdline,
+		  uint64_t acpi_rsdp, struct boot_x86_result *out, const char **why)
+{
+	uint8_t head[BZIMAGE_HEADER_BYTES];
 	struct bzimage_info info;
 	struct boot_params params;
 	struct setup_header *hdr = &params.hdr;
-	uint64_t low_end = guest_mem_low_end(mem), initrd_limit;
+	uint64_t low_end = guest_mem_low_end(mem), initrd_limit, kernel_size, initrd_size = 0;
 	size_t cmdline_len = strlen(cmdline) + 1;
+	ssize_t head_len;
 
-	if (bzimage_parse(kernel, kernel_size, &info, why))
+	if (file_size(kernel_fd, &kernel_size) || (initrd_fd >= 0 && file_size(initrd_fd, &initrd_size))) {
+		*why = "cannot read file size";
+		return -1;
+	}
+	head_len = pread(kernel_fd, head, sizeof(head), 0);
+	if (bzimage_parse(head, head_len > 0 ? (size_t)head_len : 0, kernel_size, &info, why))
 		return -1;
 	if (info.load_end > low_end) {
 		*why = "guest RAM too small for this kernel";
@@ -183,7 +227,7 @@ int boot_x86_load(const struct guest_mem *mem, const uint8_t *kernel, size_t ker
 	}
 
 	memset(&params, 0, sizeof(params));
-	memcpy(&hdr->setup_sects, kernel + SETUP_HEADER_OFFSET, info.header_end - SETUP_HEADER_OFFSET < sizeof(*hdr)
+	memcpy(&hdr->setup_sects, head + SETUP_HEADER_OFFSET, info.header_end - SETUP_HEADER_OFFSET < sizeof(*hdr)
 			 ? info.header_end - SETUP_HEADER_OFFSET : sizeof(*hdr));
 	hdr->vid_mode = 0xFFFF;
 	hdr->type_of_loader = BOOT_LOADER_UNDEFINED;
@@ -210,8 +254,8 @@ int boot_x86_load(const struct guest_mem *mem, const uint8_t *kernel, size_t ker
 			return -1;
 		}
 		out->initrd_addr = (initrd_limit - initrd_size) & ~0xFFFULL;
-		if (guest_mem_write(mem, out->initrd_addr, initrd, initrd_size)) {
-			*why = "initrd does not fit in guest RAM";
+		if (read_into_guest(mem, initrd_fd, 0, out->initrd_addr, initrd_size)) {
+			*why = "cannot read the initrd";
 			return -1;
 		}
 		hdr->ramdisk_image = (uint32_t)out->initrd_addr;
@@ -221,8 +265,11 @@ int boot_x86_load(const struct guest_mem *mem, const uint8_t *kernel, size_t ker
 	params.acpi_rsdp_addr = acpi_rsdp;
 	params.e820_entries = (uint8_t)boot_x86_e820(mem, params.e820_table, E820_MAX_ENTRIES_ZEROPAGE);
 
-	if (guest_mem_write(mem, BOOT_KERNEL_ADDR, kernel + info.setup_size, kernel_size - info.setup_size) ||
-	    guest_mem_write(mem, BOOT_ZERO_PAGE_ADDR, &params, sizeof(params)) ||
+	if (read_into_guest(mem, kernel_fd, info.setup_size, BOOT_KERNEL_ADDR, kernel_size - info.setup_size)) {
+		*why = "cannot read the kernel";
+		return -1;
+	}
+	if (guest_mem_write(mem, BOOT_ZERO_PAGE_ADDR, &params, sizeof(params)) ||
 	    guest_mem_write(mem, BOOT_GDT_ADDR, boot_gdt, sizeof(boot_gdt)) ||
 	    guest_mem_write(mem, BOOT_RESET_VECTOR, reset_vector_code, sizeof(reset_vector_code)) ||
 	    write_page_tables(mem)) {

@@ -39,17 +39,23 @@ struct boot_x86_result {
 	uint64_t initrd_size;
 };
 
-/* Validate a bzImage. Returns 0, or -1 with *why set to a static message. */
-int bzimage_parse(const uint8_t *image, size_t size, struct bzimage_info *info, const char **why);
+/* Enough of the file's start to hold the boot sector and the whole setup header. */
+#define BZIMAGE_HEADER_BYTES 1024
+
+/* Validate a bzImage from its first image_len bytes (at least
+ * BZIMAGE_HEADER_BYTES) and its size. Returns 0, or -1 with *why set to a
+ * static message. */
+int bzimage_parse(const uint8_t *image, size_t image_len, uint64_t size, struct bzimage_info *info,
+		  const char **why);
 
 /* Build the e820 map for mem; returns the number of entries written (at most max). */
 unsigned int boot_x86_e820(const struct guest_mem *mem, struct boot_e820_entry *table, unsigned int max);
 
-/* Load kernel (+ initrd, + cmdline) into guest memory, write the zero page,
- * GDT and identity page tables. acpi_rsdp is passed to the kernel (0: none). */
-int boot_x86_load(const struct guest_mem *mem, const uint8_t *kernel, size_t kernel_size, const uint8_t *initrd,
-		  size_t initrd_size, const char *cmdline, uint64_t acpi_rsdp, struct boot_x86_result *out,
-		  const char **why);
+/* Read the kernel (and the initrd, unless initrd_fd is -1) from their files
+ * into guest memory, place the command line, write the zero page, GDT and
+ * identity page tables. acpi_rsdp is passed to the kernel (0: none). */
+int boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, const char *cmdline,
+		  uint64_t acpi_rsdp, struct boot_x86_result *out, const char **why);
 
 /* Registers for the boot vCPU: long mode, flat segments from the GDT that
  * boot_x86_load wrote, RSI pointing at the zero page. */

@@ -14,7 +14,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,11 +50,6 @@ struct machine {
 	struct i8042 kbc;
 	struct acpi_pm pm;
 	struct pci_bus pci;
-};
-
-struct mapped_file {
-	void *data;
-	size_t size;
 };
 
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
@@ -161,63 +155,55 @@ static int create_vm(struct vm *vm, uint64_t ram_size)
 	return vm->supported_cpuid ? 0 : -1;
 }
 
-static int map_file(const char *option, const char *path, struct mapped_file *file)
-{
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	file->data = NULL;
-	file->size = 0;
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		log_error("%s: cannot open '%s': %s", option, path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	file->size = (size_t)st.st_size;
-	if (file->size) {
-		file->data = mmap(NULL, file->size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (file->data == MAP_FAILED) {
-			file->data = NULL;
-			log_error("%s: cannot read '%s': %s", option, path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-	}
-	close(fd);
-	return 0;
-}
-
-static void unmap_file(struct mapped_file *file)
-{
-	if (file->data)
-		munmap(file->data, file->size);
-}
-
 struct guest_files {
-	struct mapped_file kernel;
-	struct mapped_file initrd;
+	int kernel_fd;
+	int initrd_fd;  /* -1: no initrd */
 };
 
 static void close_guest_files(struct guest_files *files)
 {
-	unmap_file(&files->initrd);
-	unmap_file(&files->kernel);
+	if (files->kernel_fd >= 0)
+		close(files->kernel_fd);
+	if (files->initrd_fd >= 0)
+		close(files->initrd_fd);
+	files->kernel_fd = files->initrd_fd = -1;
 }
 
-/* Read and check the kernel and initrd before touching KVM, so that bad
+static int open_input(const char *option, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		log_error("%s: cannot open '%s': %s", option, path, strerror(errno));
+	return fd;
+}
+
+/* Open and check the kernel and initrd before touching KVM, so that bad
  * input is reported the same way on every host. */
 static int open_guest_files(const struct vm_config *cfg, struct guest_files *files)
 {
+	uint8_t head[BZIMAGE_HEADER_BYTES];
 	struct bzimage_info info;
+	struct stat st;
 	const char *why;
+	ssize_t head_len;
 	uint64_t low_ram = cfg->memory_bytes < GUEST_PCI_HOLE_START ? cfg->memory_bytes : GUEST_PCI_HOLE_START;
 
-	memset(files, 0, sizeof(*files));
-	if (map_file("--kernel", cfg->kernel_path, &files->kernel) ||
-	    (cfg->initrd_path[0] && map_file("--initrd", cfg->initrd_path, &files->initrd)))
+	files->initrd_fd = -1;
+	files->kernel_fd = open_input("--kernel", cfg->kernel_path);
+	if (files->kernel_fd < 0)
 		goto fail;
-	if (bzimage_parse(files->kernel.data, files->kernel.size, &info, &why)) {
+	if (cfg->initrd_path[0]) {
+		files->initrd_fd = open_input("--initrd", cfg->initrd_path);
+		if (files->initrd_fd < 0)
+			goto fail;
+	}
+	head_len = pread(files->kernel_fd, head, sizeof(head), 0);
+	if (head_len < 0 || fstat(files->kernel_fd, &st) < 0) {
+		log_error("--kernel: cannot read '%s': %s", cfg->kernel_path, strerror(errno));
+		goto fail;
+	}
+	if (bzimage_parse(head, (size_t)head_len, (uint64_t)st.st_size, &info, &why)) {
 		log_error("--kernel: '%s': %s", cfg->kernel_path, why);
 		goto fail;
 	}
@@ -246,11 +232,12 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, const struct g
 	}
 	if (asprintf(&cmdline, "%s%s%s", BASE_CMDLINE, cfg->append ? " " : "", cfg->append ? cfg->append : "") < 0)
 		return -1;
-	if (boot_x86_load(&vm->mem, files->kernel.data, files->kernel.size, files->initrd.data, files->initrd.size,
-			  cmdline, rsdp, boot, &why)) {
-		/* The kernel itself was checked already: what is left is the initrd or the command line. */
+	if (boot_x86_load(&vm->mem, files->kernel_fd, files->initrd_fd, cmdline, rsdp, boot, &why)) {
+		/* The kernel header was checked already: what is left is mostly the initrd or the command line. */
 		if (strstr(why, "command line"))
 			log_error("--append: %s", why);
+		else if (strstr(why, "kernel"))
+			log_error("--kernel: '%s': %s", cfg->kernel_path, why);
 		else
 			log_error("--initrd: '%s': %s (try more --memory)", cfg->initrd_path, why);
 		goto out;
@@ -440,7 +427,7 @@ int vm_run(const struct vm_config *cfg)
 	struct vm vm = { .kvm_fd = -1, .vm_fd = -1, .stop_eventfd = -1, .mem = { .fd = -1 } };
 	struct machine machine;
 	struct boot_x86_result boot;
-	struct guest_files files;
+	struct guest_files files = { .kernel_fd = -1, .initrd_fd = -1 };
 	bool machine_ready = false;
 	sigset_t blocked;
 	int status = EXIT_SETUP_ERROR, ret;

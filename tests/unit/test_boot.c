@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/boot_x86.h"
 
@@ -74,6 +75,29 @@ static int reset_image(void **state)
 	return 0;
 }
 
+/* The loader reads files: hand it the bytes as a memfd. */
+static int file_of(const void *data, size_t len)
+{
+	int fd = memfd_create("test-file", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	return fd;
+}
+
+/* boot_x86_load on in-memory kernel and initrd images (initrd NULL: none). */
+static int load(size_t kernel_size, const void *initrd, size_t initrd_size, const char *cmdline, uint64_t rsdp,
+		struct boot_x86_result *boot, const char **why)
+{
+	int kernel_fd = file_of(image, kernel_size), initrd_fd = initrd ? file_of(initrd, initrd_size) : -1;
+	int ret = boot_x86_load(&mem, kernel_fd, initrd_fd, cmdline, rsdp, boot, why);
+
+	close(kernel_fd);
+	if (initrd_fd >= 0)
+		close(initrd_fd);
+	return ret;
+}
+
 static void *gpa(uint64_t addr, uint64_t len)
 {
 	void *p = NULL;
@@ -90,8 +114,7 @@ static void test_load_fills_zero_page(void **state)
 	const char *why = NULL;
 
 	(void)state;
-	assert_int_equal(boot_x86_load(&mem, image, IMAGE_SIZE, initrd, sizeof(initrd), "console=ttyS0 quiet",
-				       0xE0000, &boot, &why), 0);
+	assert_int_equal(load(IMAGE_SIZE, initrd, sizeof(initrd), "console=ttyS0 quiet", 0xE0000, &boot, &why), 0);
 	zp = gpa(BOOT_ZERO_PAGE_ADDR, sizeof(*zp));
 	assert_int_equal(boot.zero_page, BOOT_ZERO_PAGE_ADDR);
 	assert_int_equal(boot.entry, BOOT_KERNEL_ADDR + 0x200);
@@ -130,7 +153,7 @@ static void test_e820_matches_ram(void **state)
 	uint64_t ram = 0;
 
 	(void)state;
-	assert_int_equal(boot_x86_load(&mem, image, IMAGE_SIZE, NULL, 0, "", 0, &boot, &why), 0);
+	assert_int_equal(load(IMAGE_SIZE, NULL, 0, "", 0, &boot, &why), 0);
 	zp = gpa(BOOT_ZERO_PAGE_ADDR, sizeof(*zp));
 	assert_int_equal(zp->e820_entries, 4);
 	for (unsigned int i = 0; i < zp->e820_entries; i++) {
@@ -172,7 +195,7 @@ static void test_page_tables_and_registers(void **state)
 	uint64_t *pml4, *pd;
 
 	(void)state;
-	assert_int_equal(boot_x86_load(&mem, image, IMAGE_SIZE, NULL, 0, "", 0, &boot, &why), 0);
+	assert_int_equal(load(IMAGE_SIZE, NULL, 0, "", 0, &boot, &why), 0);
 	pml4 = gpa(BOOT_PML4_ADDR, 4096);
 	assert_int_equal(pml4[0] & 1, 1);
 	/* The identity map covers the first 4 GiB with 2 MiB pages: check the last one. */
@@ -198,7 +221,8 @@ static void expect_rejected(size_t size, const char *reason)
 	struct bzimage_info info;
 	const char *why = NULL;
 
-	assert_int_equal(bzimage_parse(image, size, &info, &why), -1);
+	assert_int_equal(bzimage_parse(image, size < BZIMAGE_HEADER_BYTES ? size : BZIMAGE_HEADER_BYTES, size, &info,
+				       &why), -1);
 	assert_non_null(why);
 	assert_non_null(strstr(why, reason));
 }
@@ -247,7 +271,7 @@ static void test_rejects_long_cmdline(void **state)
 
 	(void)state;
 	hdr_of(image)->cmdline_size = 8;
-	assert_int_equal(boot_x86_load(&mem, image, IMAGE_SIZE, NULL, 0, "console=ttyS0", 0, &boot, &why), -1);
+	assert_int_equal(load(IMAGE_SIZE, NULL, 0, "console=ttyS0", 0, &boot, &why), -1);
 	assert_non_null(strstr(why, "command line"));
 }
 
@@ -259,7 +283,7 @@ static void test_rejects_initrd_too_big(void **state)
 	uint8_t *big = calloc(1, size);
 
 	(void)state;
-	assert_int_equal(boot_x86_load(&mem, image, IMAGE_SIZE, big, size, "", 0, &boot, &why), -1);
+	assert_int_equal(load(IMAGE_SIZE, big, size, "", 0, &boot, &why), -1);
 	assert_non_null(strstr(why, "initrd"));
 	free(big);
 }
@@ -271,7 +295,7 @@ static void test_rejects_ram_too_small(void **state)
 
 	(void)state;
 	hdr_of(image)->init_size = (uint32_t)RAM_SIZE;
-	assert_int_equal(boot_x86_load(&mem, image, IMAGE_SIZE, NULL, 0, "", 0, &boot, &why), -1);
+	assert_int_equal(load(IMAGE_SIZE, NULL, 0, "", 0, &boot, &why), -1);
 	assert_non_null(strstr(why, "RAM"));
 }
 
