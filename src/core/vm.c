@@ -363,7 +363,7 @@ static int exit_status(const struct vm *vm)
 
 static int run_until_stopped(struct vm *vm, struct machine *m)
 {
-	struct main_loop ml = { .vm = vm };
+	struct main_loop ml = { .vm = vm, .loop = { .epoll_fd = -1 } };
 	struct term_input console = {
 		.sink = console_input, .sink_ctx = &m->com1, .quit = quit_requested, .quit_ctx = vm,
 	};
