@@ -203,7 +203,7 @@ static int file_size(int fd, uint64_t *size)
 	return 0;
 }
 
-int boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, const char *cmdline,
+enum boot_x86_status boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, const char *cmdline,
 		  uint64_t acpi_rsdp, struct boot_x86_result *out, const char **why)
 {
 	uint8_t head[BZIMAGE_HEADER_BYTES];
@@ -214,16 +214,20 @@ int boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, con
 	size_t cmdline_len = strlen(cmdline) + 1;
 	ssize_t head_len;
 
-	if (file_size(kernel_fd, &kernel_size) || (initrd_fd >= 0 && file_size(initrd_fd, &initrd_size))) {
-		*why = "cannot read file size";
-		return -1;
+	if (file_size(kernel_fd, &kernel_size)) {
+		*why = "cannot read the kernel";
+		return BOOT_X86_BAD_KERNEL;
+	}
+	if (initrd_fd >= 0 && file_size(initrd_fd, &initrd_size)) {
+		*why = "cannot read the initrd";
+		return BOOT_X86_BAD_INITRD;
 	}
 	head_len = pread(kernel_fd, head, sizeof(head), 0);
 	if (bzimage_parse(head, head_len > 0 ? (size_t)head_len : 0, kernel_size, &info, why))
-		return -1;
+		return BOOT_X86_BAD_KERNEL;
 	if (info.load_end > low_end) {
 		*why = "guest RAM too small for this kernel";
-		return -1;
+		return BOOT_X86_RAM_TOO_SMALL;
 	}
 
 	memset(&params, 0, sizeof(params));
@@ -236,11 +240,11 @@ int boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, con
 
 	if (cmdline_len > BOOT_CMDLINE_MAX || cmdline_len > hdr->cmdline_size + 1ULL) {
 		*why = "kernel command line too long for this kernel";
-		return -1;
+		return BOOT_X86_BAD_CMDLINE;
 	}
 	if (guest_mem_write(mem, BOOT_CMDLINE_ADDR, cmdline, cmdline_len)) {
 		*why = "no guest RAM for the command line";
-		return -1;
+		return BOOT_X86_RAM_TOO_SMALL;
 	}
 	hdr->cmd_line_ptr = BOOT_CMDLINE_ADDR;
 
@@ -250,13 +254,13 @@ int boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, con
 		/* As high as the kernel allows, so decompression below never overlaps it. */
 		initrd_limit = low_end < (uint64_t)hdr->initrd_addr_max + 1 ? low_end : (uint64_t)hdr->initrd_addr_max + 1;
 		if (initrd_size > initrd_limit || ((initrd_limit - initrd_size) & ~0xFFFULL) < info.load_end) {
-			*why = "initrd does not fit in guest RAM below the kernel's limit";
-			return -1;
+			*why = "initrd does not fit in guest RAM below the kernel's limit (try more --memory)";
+			return BOOT_X86_BAD_INITRD;
 		}
 		out->initrd_addr = (initrd_limit - initrd_size) & ~0xFFFULL;
 		if (read_into_guest(mem, initrd_fd, 0, out->initrd_addr, initrd_size)) {
 			*why = "cannot read the initrd";
-			return -1;
+			return BOOT_X86_BAD_INITRD;
 		}
 		hdr->ramdisk_image = (uint32_t)out->initrd_addr;
 		hdr->ramdisk_size = (uint32_t)initrd_size;
@@ -267,18 +271,18 @@ int boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, con
 
 	if (read_into_guest(mem, kernel_fd, info.setup_size, BOOT_KERNEL_ADDR, kernel_size - info.setup_size)) {
 		*why = "cannot read the kernel";
-		return -1;
+		return BOOT_X86_BAD_KERNEL;
 	}
 	if (guest_mem_write(mem, BOOT_ZERO_PAGE_ADDR, &params, sizeof(params)) ||
 	    guest_mem_write(mem, BOOT_GDT_ADDR, boot_gdt, sizeof(boot_gdt)) ||
 	    guest_mem_write(mem, BOOT_RESET_VECTOR, reset_vector_code, sizeof(reset_vector_code)) ||
 	    write_page_tables(mem)) {
 		*why = "guest RAM too small to boot";
-		return -1;
+		return BOOT_X86_RAM_TOO_SMALL;
 	}
 	out->entry = BOOT_KERNEL_ADDR + 0x200;
 	out->zero_page = BOOT_ZERO_PAGE_ADDR;
-	return 0;
+	return BOOT_X86_OK;
 }
 
 void boot_x86_init_regs(const struct boot_x86_result *boot, struct kvm_regs *regs, struct kvm_sregs *sregs)

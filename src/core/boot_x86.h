@@ -51,10 +51,19 @@ int bzimage_parse(const uint8_t *image, size_t image_len, uint64_t size, struct 
 /* Build the e820 map for mem; returns the number of entries written (at most max). */
 unsigned int boot_x86_e820(const struct guest_mem *mem, struct boot_e820_entry *table, unsigned int max);
 
+/* Which input a failed load is the fault of, for the error message. */
+enum boot_x86_status {
+	BOOT_X86_OK,
+	BOOT_X86_BAD_KERNEL,
+	BOOT_X86_BAD_INITRD,
+	BOOT_X86_BAD_CMDLINE,
+	BOOT_X86_RAM_TOO_SMALL,
+};
+
 /* Read the kernel (and the initrd, unless initrd_fd is -1) from their files
  * into guest memory, place the command line, write the zero page, GDT and
  * identity page tables. acpi_rsdp is passed to the kernel (0: none). */
-int boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, const char *cmdline,
+enum boot_x86_status boot_x86_load(const struct guest_mem *mem, int kernel_fd, int initrd_fd, const char *cmdline,
 		  uint64_t acpi_rsdp, struct boot_x86_result *out, const char **why);
 
 /* Registers for the boot vCPU: long mode, flat segments from the GDT that

@@ -232,18 +232,23 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, const struct g
 	}
 	if (asprintf(&cmdline, "%s%s%s", BASE_CMDLINE, cfg->append ? " " : "", cfg->append ? cfg->append : "") < 0)
 		return -1;
-	if (boot_x86_load(&vm->mem, files->kernel_fd, files->initrd_fd, cmdline, rsdp, boot, &why)) {
-		/* The kernel header was checked already: what is left is mostly the initrd or the command line. */
-		if (strstr(why, "command line"))
-			log_error("--append: %s", why);
-		else if (strstr(why, "kernel"))
-			log_error("--kernel: '%s': %s", cfg->kernel_path, why);
-		else
-			log_error("--initrd: '%s': %s (try more --memory)", cfg->initrd_path, why);
-		goto out;
+	switch (boot_x86_load(&vm->mem, files->kernel_fd, files->initrd_fd, cmdline, rsdp, boot, &why)) {
+	case BOOT_X86_OK:
+		ret = 0;
+		break;
+	case BOOT_X86_BAD_KERNEL:
+		log_error("--kernel: '%s': %s", cfg->kernel_path, why);
+		break;
+	case BOOT_X86_BAD_INITRD:
+		log_error("--initrd: '%s': %s", cfg->initrd_path, why);
+		break;
+	case BOOT_X86_BAD_CMDLINE:
+		log_error("--append: %s", why);
+		break;
+	case BOOT_X86_RAM_TOO_SMALL:
+		log_error("--memory: %s", why);
+		break;
 	}
-	ret = 0;
-out:
 	free(cmdline);
 	return ret;
 }

@@ -86,11 +86,11 @@ static int file_of(const void *data, size_t len)
 }
 
 /* boot_x86_load on in-memory kernel and initrd images (initrd NULL: none). */
-static int load(size_t kernel_size, const void *initrd, size_t initrd_size, const char *cmdline, uint64_t rsdp,
+static enum boot_x86_status load(size_t kernel_size, const void *initrd, size_t initrd_size, const char *cmdline, uint64_t rsdp,
 		struct boot_x86_result *boot, const char **why)
 {
 	int kernel_fd = file_of(image, kernel_size), initrd_fd = initrd ? file_of(initrd, initrd_size) : -1;
-	int ret = boot_x86_load(&mem, kernel_fd, initrd_fd, cmdline, rsdp, boot, why);
+	enum boot_x86_status ret = boot_x86_load(&mem, kernel_fd, initrd_fd, cmdline, rsdp, boot, why);
 
 	close(kernel_fd);
 	if (initrd_fd >= 0)
@@ -271,7 +271,7 @@ static void test_rejects_long_cmdline(void **state)
 
 	(void)state;
 	hdr_of(image)->cmdline_size = 8;
-	assert_int_equal(load(IMAGE_SIZE, NULL, 0, "console=ttyS0", 0, &boot, &why), -1);
+	assert_int_equal(load(IMAGE_SIZE, NULL, 0, "console=ttyS0", 0, &boot, &why), BOOT_X86_BAD_CMDLINE);
 	assert_non_null(strstr(why, "command line"));
 }
 
@@ -283,7 +283,7 @@ static void test_rejects_initrd_too_big(void **state)
 	uint8_t *big = calloc(1, size);
 
 	(void)state;
-	assert_int_equal(load(IMAGE_SIZE, big, size, "", 0, &boot, &why), -1);
+	assert_int_equal(load(IMAGE_SIZE, big, size, "", 0, &boot, &why), BOOT_X86_BAD_INITRD);
 	assert_non_null(strstr(why, "initrd"));
 	free(big);
 }
@@ -295,7 +295,7 @@ static void test_rejects_ram_too_small(void **state)
 
 	(void)state;
 	hdr_of(image)->init_size = (uint32_t)RAM_SIZE;
-	assert_int_equal(load(IMAGE_SIZE, NULL, 0, "", 0, &boot, &why), -1);
+	assert_int_equal(load(IMAGE_SIZE, NULL, 0, "", 0, &boot, &why), BOOT_X86_RAM_TOO_SMALL);
 	assert_non_null(strstr(why, "RAM"));
 }
 
