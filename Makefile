@@ -19,8 +19,16 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
+# libFuzzer targets: each tests/fuzz/fuzz_NAME.c with the library sources it needs.
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined
+FUZZ_LIB_SRCS := src/virtio/queue.c src/util/guest_mem.c src/util/log.c
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SECONDS ?= 600
+
 .SECONDARY:
-.PHONY: all guest asan unit test test-unit test-guest run clean bench
+.PHONY: all guest asan unit test test-unit test-guest run clean bench fuzz fuzz-smoke fuzz-build
 all: $(BUILD)/kvio
 
 $(BUILD)/obj/%.o: %.c
@@ -50,11 +58,24 @@ unit: $(UNIT_BINS)
 test-unit: unit
 	tests/unit/run $(UNIT_BINS)
 
-# Everything: unit tests (plain and sanitized), then the guest tests through
-# the testbed runner (directly on hardware KVM, nested where the host has PVM).
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+
+fuzz-build: $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	tests/fuzz/run $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+fuzz: fuzz-build
+	tests/fuzz/run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Everything: unit tests (plain and sanitized), fuzz smoke runs, then the guest
+# tests through the testbed runner (directly on hardware KVM, nested on PVM).
 test: all guest
 	$(MAKE) test-unit
 	$(MAKE) BUILD=build/asan SANITIZE=1 build/asan/kvio test-unit
+	$(MAKE) fuzz-smoke
 	tests/guest/run-all
 
 # Build everything and boot the default guest to an interactive shell.
@@ -65,6 +86,6 @@ bench: all guest
 	bench/boot
 
 clean:
-	rm -rf build/obj build/asan build/tests build/kvio build/libkvio.a
+	rm -rf build/obj build/asan build/tests build/fuzz build/kvio build/libkvio.a
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
