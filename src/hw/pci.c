@@ -87,16 +87,35 @@ int pci_bus_add(struct pci_bus *bus, struct pci_device *dev)
 	return -ENOSPC;
 }
 
-uint32_t pci_bus_config_read(struct pci_bus *bus, unsigned int slot, unsigned int offset, unsigned int size)
+uint32_t pci_device_config_read(const struct pci_device *dev, unsigned int offset, unsigned int size)
 {
-	struct pci_device *dev = slot < PCI_SLOTS ? bus->slots[slot] : NULL;
 	uint32_t value = 0;
 
-	if (!dev || offset + size > PCI_CFG_SPACE_SIZE)
+	if (offset + size > PCI_CFG_SPACE_SIZE)
 		return size == 4 ? 0xFFFFFFFFU : (1U << (size * 8)) - 1;
 	for (unsigned int i = 0; i < size; i++)
 		value |= (uint32_t)dev->config[offset + i] << (8 * i);
 	return value;
+}
+
+void pci_device_config_write(struct pci_device *dev, unsigned int offset, uint32_t value, unsigned int size)
+{
+	if (offset + size > PCI_CFG_SPACE_SIZE)
+		return;
+	for (unsigned int i = 0; i < size; i++) {
+		uint8_t mask = dev->wmask[offset + i], byte = (uint8_t)(value >> (8 * i));
+
+		dev->config[offset + i] = (uint8_t)((dev->config[offset + i] & ~mask) | (byte & mask));
+	}
+}
+
+uint32_t pci_bus_config_read(struct pci_bus *bus, unsigned int slot, unsigned int offset, unsigned int size)
+{
+	struct pci_device *dev = slot < PCI_SLOTS ? bus->slots[slot] : NULL;
+
+	if (!dev)
+		return size == 4 ? 0xFFFFFFFFU : (1U << (size * 8)) - 1;
+	return pci_device_config_read(dev, offset, size);
 }
 
 void pci_bus_config_write(struct pci_bus *bus, unsigned int slot, unsigned int offset, uint32_t value,
@@ -104,13 +123,8 @@ void pci_bus_config_write(struct pci_bus *bus, unsigned int slot, unsigned int o
 {
 	struct pci_device *dev = slot < PCI_SLOTS ? bus->slots[slot] : NULL;
 
-	if (!dev || offset + size > PCI_CFG_SPACE_SIZE)
-		return;
-	for (unsigned int i = 0; i < size; i++) {
-		uint8_t mask = dev->wmask[offset + i], byte = (uint8_t)(value >> (8 * i));
-
-		dev->config[offset + i] = (uint8_t)((dev->config[offset + i] & ~mask) | (byte & mask));
-	}
+	if (dev)
+		pci_device_config_write(dev, offset, value, size);
 }
 
 static uint64_t address_read(void *opaque, uint64_t offset, unsigned int size)

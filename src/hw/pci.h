@@ -51,6 +51,10 @@ void pci_device_init(struct pci_device *dev, const char *name, uint16_t vendor, 
 /* Declare BAR bar of size bytes (a power of two); MEM64 takes two BAR slots. */
 int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, enum pci_bar_type type);
 
+/* Config-space access to one device, through its write mask. */
+uint32_t pci_device_config_read(const struct pci_device *dev, unsigned int offset, unsigned int size);
+void pci_device_config_write(struct pci_device *dev, unsigned int offset, uint32_t value, unsigned int size);
+
 /* Config-space access for one function on bus 0 (what the data port does). */
 uint32_t pci_bus_config_read(struct pci_bus *bus, unsigned int slot, unsigned int offset, unsigned int size);
 void pci_bus_config_write(struct pci_bus *bus, unsigned int slot, unsigned int offset, uint32_t value,

@@ -1,0 +1,51 @@
+/* What a virtio device is to its transport: an ops table plus the queues the
+ * transport sets up for it. Devices never see PCI or KVM; adding one is a new
+ * file with its ops table and one registration line. */
+#ifndef KVIO_VIRTIO_DEVICE_H
+#define KVIO_VIRTIO_DEVICE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "virtio/queue.h"
+
+#define VIRTIO_MAX_QUEUES 16
+
+struct virtio_dev;
+
+struct virtio_device_ops {
+	const char *name;
+	uint16_t type;           /* VIRTIO_ID_*: the PCI device ID is 0x1040 + type */
+	uint64_t features;       /* device-specific feature bits offered */
+	uint16_t num_queues;
+	uint16_t queue_size;     /* largest size each queue may be given */
+	uint32_t config_size;    /* bytes of device-specific configuration */
+	void (*config_read)(struct virtio_dev *vdev, uint32_t offset, void *buf, uint32_t len);
+	void (*config_write)(struct virtio_dev *vdev, uint32_t offset, const void *buf, uint32_t len);
+	/* The guest kicked queue q (called on the I/O thread, device lock held).
+	 * Work is budgeted: return true if buffers were left for another round. */
+	bool (*queue_kick)(struct virtio_dev *vdev, unsigned int q);
+	/* The driver reset the device: drop all queue state (device lock held). */
+	void (*reset)(struct virtio_dev *vdev);
+};
+
+struct virtio_dev {
+	const struct virtio_device_ops *ops;
+	pthread_mutex_t lock;            /* one lock per device: vCPU config accesses vs the I/O thread */
+	struct virtq vq[VIRTIO_MAX_QUEUES];
+	bool vq_ready[VIRTIO_MAX_QUEUES];
+	uint64_t features;               /* negotiated */
+	/* Filled in by the transport. */
+	void (*used_notify)(struct virtio_dev *vdev, unsigned int q);
+	void (*set_needs_reset)(struct virtio_dev *vdev);
+	void *transport;
+};
+
+/* Interrupt the guest for queue q if its suppression state asks for it. */
+static inline void virtio_dev_notify(struct virtio_dev *vdev, unsigned int q)
+{
+	vdev->used_notify(vdev, q);
+}
+
+#endif

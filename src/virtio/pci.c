@@ -1,0 +1,508 @@
+/* virtio-pci modern transport: configuration space with the virtio vendor
+ * capabilities and MSI-X, and BAR 0's registers. Runs on vCPU threads for
+ * register accesses and on the I/O thread for kicks, under the device lock. */
+#include "virtio/pci.h"
+
+#include <errno.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_pci.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+#define CAP_MSIX 0x40
+#define CAP_COMMON 0x50
+#define CAP_NOTIFY 0x60
+#define CAP_ISR 0x78
+#define CAP_DEVICE 0x88
+#define MSIX_ENTRY_SIZE 16
+#define MSIX_CONTROL_MASKED 1U
+#define MSIX_ENABLE 0x8000
+#define MSIX_FUNCTION_MASK 0x4000
+
+static uint64_t offered_features(const struct virtio_pci *vp)
+{
+	return vp->vdev->ops->features | (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+	       (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+}
+
+/* PCI class codes by device type; Linux matches on IDs, but lspci shows these. */
+static uint32_t class_for(uint16_t type)
+{
+	switch (type) {
+	case VIRTIO_ID_BLOCK: return 0x018000;     /* mass storage */
+	case VIRTIO_ID_NET: return 0x020000;       /* ethernet */
+	case VIRTIO_ID_CONSOLE: return 0x078000;   /* communication */
+	case VIRTIO_ID_BALLOON: return 0x050000;   /* memory */
+	default: return 0xFF0000;                  /* unassigned class */
+	}
+}
+
+static void put_cap(struct virtio_pci *vp, unsigned int at, unsigned int next, uint8_t cfg_type, uint32_t offset,
+		    uint32_t length, unsigned int cap_len)
+{
+	struct virtio_pci_cap cap = {
+		.cap_vndr = PCI_CAP_ID_VNDR, .cap_next = (uint8_t)next, .cap_len = (uint8_t)cap_len,
+		.cfg_type = cfg_type, .bar = 0, .offset = htole32(offset), .length = htole32(length),
+	};
+
+	memcpy(&vp->pci.config[at], &cap, sizeof(cap));
+}
+
+static void build_config_space(struct virtio_pci *vp)
+{
+	struct pci_device *pci = &vp->pci;
+	uint32_t multiplier = htole32(VIRTIO_PCI_NOTIFY_MULTIPLIER);
+	uint16_t status = PCI_STATUS_CAP_LIST, msix_control = VIRTIO_PCI_MSIX_VECTORS - 1;
+	uint32_t table = VIRTIO_PCI_MSIX_TABLE_OFFSET, pba = VIRTIO_PCI_MSIX_PBA_OFFSET;
+	uint16_t type = vp->vdev->ops->type;
+
+	pci_device_init(pci, vp->vdev->ops->name, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_DEVICE_BASE + type),
+			class_for(type));
+	pci->config[PCI_REVISION_ID] = 1;  /* modern-only devices have revision 1 or more */
+	pci->config[PCI_SUBSYSTEM_VENDOR_ID] = VIRTIO_PCI_VENDOR & 0xFF;
+	pci->config[PCI_SUBSYSTEM_VENDOR_ID + 1] = VIRTIO_PCI_VENDOR >> 8;
+	pci->config[PCI_SUBSYSTEM_ID] = 0x00;
+	pci->config[PCI_SUBSYSTEM_ID + 1] = 0x11;
+	memcpy(&pci->config[PCI_STATUS], &status, 2);
+	pci->config[PCI_CAPABILITY_LIST] = CAP_MSIX;
+	/* No INTx pin: interrupts are MSI-X only. */
+	pci->config[PCI_INTERRUPT_PIN] = 0;
+
+	pci->config[CAP_MSIX + PCI_CAP_LIST_ID] = PCI_CAP_ID_MSIX;
+	pci->config[CAP_MSIX + PCI_CAP_LIST_NEXT] = CAP_COMMON;
+	memcpy(&pci->config[CAP_MSIX + PCI_MSIX_FLAGS], &msix_control, 2);
+	pci->wmask[CAP_MSIX + PCI_MSIX_FLAGS + 1] = (MSIX_ENABLE | MSIX_FUNCTION_MASK) >> 8;
+	memcpy(&pci->config[CAP_MSIX + PCI_MSIX_TABLE], &table, 4);
+	memcpy(&pci->config[CAP_MSIX + PCI_MSIX_PBA], &pba, 4);
+
+	put_cap(vp, CAP_COMMON, CAP_NOTIFY, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFFSET,
+		VIRTIO_PCI_COMMON_SIZE, sizeof(struct virtio_pci_cap));
+	put_cap(vp, CAP_NOTIFY, CAP_ISR, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFFSET,
+		VIRTIO_PCI_NOTIFY_MULTIPLIER * VIRTIO_MAX_QUEUES, sizeof(struct virtio_pci_notify_cap));
+	memcpy(&pci->config[CAP_NOTIFY + sizeof(struct virtio_pci_cap)], &multiplier, 4);
+	put_cap(vp, CAP_ISR, CAP_DEVICE, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFFSET, VIRTIO_PCI_ISR_SIZE,
+		sizeof(struct virtio_pci_cap));
+	put_cap(vp, CAP_DEVICE, 0, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET, VIRTIO_PCI_DEVICE_SIZE,
+		sizeof(struct virtio_pci_cap));
+
+	pci_device_add_bar(pci, 0, VIRTIO_PCI_BAR_SIZE, PCI_BAR_MEM64);
+	/* Assigned up front, as firmware does; Linux keeps it inside the host window. */
+	pci->config[PCI_BASE_ADDRESS_0] = (uint8_t)(vp->bar_addr | PCI_BASE_ADDRESS_MEM_TYPE_64);
+	for (unsigned int i = 1; i < 8; i++)
+		pci->config[PCI_BASE_ADDRESS_0 + i] = (uint8_t)(vp->bar_addr >> (8 * i));
+}
+
+static void deliver_vector(struct virtio_pci *vp, uint16_t vector)
+{
+	uint16_t control;
+	uint64_t one = 1;
+
+	if (vector >= VIRTIO_PCI_MSIX_VECTORS)
+		return;  /* VIRTIO_MSI_NO_VECTOR: the driver wants no interrupt */
+	memcpy(&control, &vp->pci.config[CAP_MSIX + PCI_MSIX_FLAGS], 2);
+	if (!(control & MSIX_ENABLE))
+		return;  /* no INTx fallback: this device has no interrupt pin */
+	if ((control & MSIX_FUNCTION_MASK) || (vp->msix[vector].control & MSIX_CONTROL_MASKED)) {
+		vp->msix_pending |= 1ULL << vector;
+		return;
+	}
+	if (write(vp->msix[vector].fd, &one, sizeof(one)) < 0)
+		log_warn("%s: interrupt eventfd: %s", vp->pci.name, strerror(errno));
+}
+
+static void used_notify(struct virtio_dev *vdev, unsigned int q)
+{
+	struct virtio_pci *vp = vdev->transport;
+
+	if (virtq_should_notify(&vdev->vq[q]))
+		deliver_vector(vp, vp->queues[q].msix_vector);
+}
+
+static void set_needs_reset(struct virtio_dev *vdev)
+{
+	struct virtio_pci *vp = vdev->transport;
+
+	if (vp->status & VIRTIO_CONFIG_S_NEEDS_RESET)
+		return;
+	log_warn("%s: device needs reset", vp->pci.name);
+	vp->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
+	vp->isr |= VIRTIO_PCI_ISR_CONFIG;
+	deliver_vector(vp, vp->config_vector);
+}
+
+static void reset_device(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+
+	if (vdev->ops->reset)
+		vdev->ops->reset(vdev);
+	for (unsigned int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		vp->queues[q].size = vdev->ops->queue_size;
+		vp->queues[q].msix_vector = VIRTIO_MSI_NO_VECTOR;
+		vp->queues[q].enabled = false;
+		vp->queues[q].desc = vp->queues[q].avail = vp->queues[q].used = 0;
+		vdev->vq_ready[q] = false;
+	}
+	vdev->features = 0;
+	vp->driver_features = 0;
+	vp->device_feature_select = vp->driver_feature_select = 0;
+	vp->status = 0;
+	vp->isr = 0;
+	vp->queue_select = 0;
+	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
+	vp->msix_pending = 0;
+}
+
+int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct guest_mem *mem,
+		    uint64_t bar_addr, const struct virtio_pci_hooks *hooks)
+{
+	const struct virtio_device_ops *ops = vdev->ops;
+	int err;
+
+	memset(vp, 0, sizeof(*vp));
+	for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vp->queues[i].kick_fd = -1;
+	for (unsigned int i = 0; i < VIRTIO_PCI_MSIX_VECTORS; i++)
+		vp->msix[i].fd = -1;
+	if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES || ops->config_size > VIRTIO_PCI_DEVICE_SIZE)
+		return -EINVAL;
+	vp->vdev = vdev;
+	vp->mem = mem;
+	vp->hooks = hooks;
+	vp->bar_addr = bar_addr;
+	vdev->transport = vp;
+	vdev->used_notify = used_notify;
+	vdev->set_needs_reset = set_needs_reset;
+	build_config_space(vp);
+	reset_device(vp);
+
+	for (unsigned int i = 0; i < VIRTIO_PCI_MSIX_VECTORS; i++) {
+		vp->msix[i].control = MSIX_CONTROL_MASKED;
+		vp->msix[i].fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vp->msix[i].fd < 0)
+			goto fail;
+	}
+	for (unsigned int q = 0; q < ops->num_queues; q++) {
+		uint64_t notify = bar_addr + VIRTIO_PCI_NOTIFY_OFFSET + (uint64_t)q * VIRTIO_PCI_NOTIFY_MULTIPLIER;
+
+		vp->queues[q].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vp->queues[q].kick_fd < 0)
+			goto fail;
+		if (hooks && hooks->kick_bind && hooks->kick_bind(hooks->ctx, notify, vp->queues[q].kick_fd))
+			goto fail;
+	}
+	return 0;
+fail:
+	err = errno ? -errno : -EIO;
+	virtio_pci_destroy(vp);
+	return err;
+}
+
+void virtio_pci_destroy(struct virtio_pci *vp)
+{
+	for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		if (vp->queues[i].kick_fd >= 0)
+			close(vp->queues[i].kick_fd);
+		vp->queues[i].kick_fd = -1;
+	}
+	for (unsigned int i = 0; i < VIRTIO_PCI_MSIX_VECTORS; i++) {
+		if (vp->msix[i].fd >= 0)
+			close(vp->msix[i].fd);
+		vp->msix[i].fd = -1;
+	}
+}
+
+static uint64_t field_read(const void *field, unsigned int field_size, uint64_t offset_in, unsigned int size)
+{
+	uint64_t value = 0;
+
+	if (offset_in + size <= field_size)
+		memcpy(&value, (const uint8_t *)field + offset_in, size);
+	return value;
+}
+
+static void enable_queue(struct virtio_pci *vp, unsigned int q)
+{
+	struct virtio_pci_queue *pq = &vp->queues[q];
+	struct virtio_dev *vdev = vp->vdev;
+	bool event_idx = vdev->features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	bool indirect = vdev->features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+
+	if (pq->enabled)
+		return;
+	if (pq->size > vdev->ops->queue_size ||
+	    virtq_init(&vdev->vq[q], vp->mem, pq->size, pq->desc, pq->avail, pq->used, event_idx, indirect)) {
+		log_warn("%s: queue %u: bad size or ring address", vp->pci.name, q);
+		set_needs_reset(vdev);
+		return;
+	}
+	pq->enabled = true;
+	vdev->vq_ready[q] = true;
+}
+
+static void write_status(struct virtio_pci *vp, uint8_t status)
+{
+	uint64_t offered = offered_features(vp);
+
+	if (status == 0) {
+		reset_device(vp);
+		vp->config_generation++;
+		return;
+	}
+	if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !(vp->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
+		/* Refuse bits never offered, and legacy (no VERSION_1) drivers. */
+		if ((vp->driver_features & ~offered) || !(vp->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
+			status &= (uint8_t)~VIRTIO_CONFIG_S_FEATURES_OK;
+		else
+			vp->vdev->features = vp->driver_features;
+	}
+	vp->status = (uint8_t)(status | (vp->status & VIRTIO_CONFIG_S_NEEDS_RESET));
+}
+
+static uint64_t common_read(struct virtio_pci *vp, uint64_t off, unsigned int size)
+{
+	const struct virtio_device_ops *ops = vp->vdev->ops;
+	struct virtio_pci_queue *pq = vp->queue_select < VIRTIO_MAX_QUEUES ? &vp->queues[vp->queue_select] : NULL;
+	uint64_t features = offered_features(vp);
+	uint16_t zero16 = 0;
+
+	switch (off) {
+	case VIRTIO_PCI_COMMON_DFSELECT: return vp->device_feature_select;
+	case VIRTIO_PCI_COMMON_DF:
+		return vp->device_feature_select < 2 ? (uint32_t)(features >> (32 * vp->device_feature_select)) : 0;
+	case VIRTIO_PCI_COMMON_GFSELECT: return vp->driver_feature_select;
+	case VIRTIO_PCI_COMMON_GF:
+		return vp->driver_feature_select < 2 ? (uint32_t)(vp->driver_features >> (32 * vp->driver_feature_select))
+						       : 0;
+	case VIRTIO_PCI_COMMON_MSIX: return vp->config_vector;
+	case VIRTIO_PCI_COMMON_NUMQ: return ops->num_queues;
+	case VIRTIO_PCI_COMMON_STATUS: return vp->status;
+	case VIRTIO_PCI_COMMON_CFGGENERATION: return vp->config_generation;
+	case VIRTIO_PCI_COMMON_Q_SELECT: return vp->queue_select;
+	default: break;
+	}
+	/* Per-queue registers; a selected queue that does not exist reads as size 0. */
+	if (!pq || vp->queue_select >= ops->num_queues)
+		return field_read(&zero16, 2, 0, size > 2 ? 2 : size);
+	switch (off) {
+	case VIRTIO_PCI_COMMON_Q_SIZE: return pq->size;
+	case VIRTIO_PCI_COMMON_Q_MSIX: return pq->msix_vector;
+	case VIRTIO_PCI_COMMON_Q_ENABLE: return pq->enabled;
+	case VIRTIO_PCI_COMMON_Q_NOFF: return vp->queue_select;
+	case VIRTIO_PCI_COMMON_Q_DESCLO: return (uint32_t)pq->desc;
+	case VIRTIO_PCI_COMMON_Q_DESCHI: return (uint32_t)(pq->desc >> 32);
+	case VIRTIO_PCI_COMMON_Q_AVAILLO: return (uint32_t)pq->avail;
+	case VIRTIO_PCI_COMMON_Q_AVAILHI: return (uint32_t)(pq->avail >> 32);
+	case VIRTIO_PCI_COMMON_Q_USEDLO: return (uint32_t)pq->used;
+	case VIRTIO_PCI_COMMON_Q_USEDHI: return (uint32_t)(pq->used >> 32);
+	default: return 0;
+	}
+}
+
+static void set_low(uint64_t *reg, uint64_t value)
+{
+	*reg = (*reg & ~0xFFFFFFFFULL) | (uint32_t)value;
+}
+
+static void set_high(uint64_t *reg, uint64_t value)
+{
+	*reg = (*reg & 0xFFFFFFFFULL) | (value << 32);
+}
+
+static void common_write(struct virtio_pci *vp, uint64_t off, uint64_t value)
+{
+	const struct virtio_device_ops *ops = vp->vdev->ops;
+	struct virtio_pci_queue *pq = vp->queue_select < ops->num_queues ? &vp->queues[vp->queue_select] : NULL;
+
+	switch (off) {
+	case VIRTIO_PCI_COMMON_DFSELECT: vp->device_feature_select = (uint32_t)value; return;
+	case VIRTIO_PCI_COMMON_GFSELECT: vp->driver_feature_select = (uint32_t)value; return;
+	case VIRTIO_PCI_COMMON_GF:
+		/* Features are fixed once FEATURES_OK has been accepted. */
+		if (vp->driver_feature_select < 2 && !(vp->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
+			if (vp->driver_feature_select == 0)
+				set_low(&vp->driver_features, value);
+			else
+				set_high(&vp->driver_features, value);
+		}
+		return;
+	case VIRTIO_PCI_COMMON_MSIX:
+		vp->config_vector = (uint16_t)value < VIRTIO_PCI_MSIX_VECTORS ? (uint16_t)value : VIRTIO_MSI_NO_VECTOR;
+		return;
+	case VIRTIO_PCI_COMMON_STATUS: write_status(vp, (uint8_t)value); return;
+	case VIRTIO_PCI_COMMON_Q_SELECT: vp->queue_select = (uint16_t)value; return;
+	default: break;
+	}
+	/* Queue registers are read-only once the queue is enabled (4.1.4.3.2). */
+	if (!pq || pq->enabled)
+		return;
+	switch (off) {
+	case VIRTIO_PCI_COMMON_Q_SIZE: pq->size = (uint16_t)value; break;
+	case VIRTIO_PCI_COMMON_Q_MSIX:
+		pq->msix_vector = (uint16_t)value < VIRTIO_PCI_MSIX_VECTORS ? (uint16_t)value : VIRTIO_MSI_NO_VECTOR;
+		break;
+	case VIRTIO_PCI_COMMON_Q_ENABLE:
+		if (value == 1)
+			enable_queue(vp, vp->queue_select);
+		break;
+	case VIRTIO_PCI_COMMON_Q_DESCLO: set_low(&pq->desc, value); break;
+	case VIRTIO_PCI_COMMON_Q_DESCHI: set_high(&pq->desc, value); break;
+	case VIRTIO_PCI_COMMON_Q_AVAILLO: set_low(&pq->avail, value); break;
+	case VIRTIO_PCI_COMMON_Q_AVAILHI: set_high(&pq->avail, value); break;
+	case VIRTIO_PCI_COMMON_Q_USEDLO: set_low(&pq->used, value); break;
+	case VIRTIO_PCI_COMMON_Q_USEDHI: set_high(&pq->used, value); break;
+	default: break;
+	}
+}
+
+static void msix_update_route(struct virtio_pci *vp, unsigned int vector)
+{
+	const struct virtio_pci_hooks *hooks = vp->hooks;
+	struct virtio_pci_msix *m = &vp->msix[vector];
+
+	if (hooks && hooks->msi_route && hooks->msi_route(hooks->ctx, vector, m->addr, m->data, m->fd))
+		log_warn("%s: cannot route MSI-X vector %u", vp->pci.name, vector);
+}
+
+static uint64_t msix_read(struct virtio_pci *vp, uint64_t off, unsigned int size)
+{
+	unsigned int vector = (unsigned int)(off / MSIX_ENTRY_SIZE), field = off % MSIX_ENTRY_SIZE;
+	uint32_t words[4];
+
+	if (vector >= VIRTIO_PCI_MSIX_VECTORS)
+		return 0;
+	words[0] = (uint32_t)vp->msix[vector].addr;
+	words[1] = (uint32_t)(vp->msix[vector].addr >> 32);
+	words[2] = vp->msix[vector].data;
+	words[3] = vp->msix[vector].control;
+	return field_read(words, sizeof(words), field, size);
+}
+
+static void msix_write(struct virtio_pci *vp, uint64_t off, uint64_t value, unsigned int size)
+{
+	unsigned int vector = (unsigned int)(off / MSIX_ENTRY_SIZE), field = off % MSIX_ENTRY_SIZE;
+	struct virtio_pci_msix *m;
+	bool was_masked;
+
+	if (vector >= VIRTIO_PCI_MSIX_VECTORS || size != 4)
+		return;  /* the spec allows only dword accesses to the table (8-byte too; Linux uses 4) */
+	m = &vp->msix[vector];
+	was_masked = m->control & MSIX_CONTROL_MASKED;
+	switch (field) {
+	case 0: set_low(&m->addr, value); break;
+	case 4: set_high(&m->addr, value); break;
+	case 8: m->data = (uint32_t)value; break;
+	default: m->control = (uint32_t)value & MSIX_CONTROL_MASKED; break;
+	}
+	msix_update_route(vp, vector);
+	/* Unmasking delivers what arrived while masked. */
+	if (was_masked && !(m->control & MSIX_CONTROL_MASKED) && (vp->msix_pending & (1ULL << vector))) {
+		vp->msix_pending &= ~(1ULL << vector);
+		deliver_vector(vp, (uint16_t)vector);
+	}
+}
+
+/* BAR 0 accesses count only while memory decoding is on and the BAR is where we put it. */
+static bool bar_active(struct virtio_pci *vp)
+{
+	uint64_t bar;
+	uint16_t command;
+
+	memcpy(&command, &vp->pci.config[PCI_COMMAND], 2);
+	memcpy(&bar, &vp->pci.config[PCI_BASE_ADDRESS_0], 8);
+	if ((bar & ~0xFULL) != vp->bar_addr) {
+		if (!vp->bar_moved_warned && (command & PCI_COMMAND_MEMORY))
+			log_warn("%s: guest moved BAR 0; kvio does not relocate BARs", vp->pci.name);
+		vp->bar_moved_warned = vp->bar_moved_warned || (command & PCI_COMMAND_MEMORY);
+		return false;
+	}
+	return command & PCI_COMMAND_MEMORY;
+}
+
+static uint64_t bar_read(void *opaque, uint64_t off, unsigned int size)
+{
+	struct virtio_pci *vp = opaque;
+	struct virtio_dev *vdev = vp->vdev;
+	uint64_t value = 0;
+
+	pthread_mutex_lock(&vdev->lock);
+	if (!bar_active(vp)) {
+		value = ~0ULL >> (64 - 8 * size);
+	} else if (off < VIRTIO_PCI_COMMON_OFFSET + VIRTIO_PCI_COMMON_SIZE) {
+		value = common_read(vp, off, size);
+	} else if (off >= VIRTIO_PCI_ISR_OFFSET && off < VIRTIO_PCI_ISR_OFFSET + VIRTIO_PCI_ISR_SIZE) {
+		value = vp->isr;  /* reading the ISR acknowledges it */
+		vp->isr = 0;
+	} else if (off >= VIRTIO_PCI_DEVICE_OFFSET && off < VIRTIO_PCI_DEVICE_OFFSET + VIRTIO_PCI_DEVICE_SIZE) {
+		uint32_t cfg_off = (uint32_t)(off - VIRTIO_PCI_DEVICE_OFFSET);
+
+		if (cfg_off + size <= vdev->ops->config_size && vdev->ops->config_read)
+			vdev->ops->config_read(vdev, cfg_off, &value, size);
+	} else if (off >= VIRTIO_PCI_MSIX_TABLE_OFFSET &&
+		   off < VIRTIO_PCI_MSIX_TABLE_OFFSET + VIRTIO_PCI_MSIX_VECTORS * MSIX_ENTRY_SIZE) {
+		value = msix_read(vp, off - VIRTIO_PCI_MSIX_TABLE_OFFSET, size);
+	} else if (off >= VIRTIO_PCI_MSIX_PBA_OFFSET && off < VIRTIO_PCI_MSIX_PBA_OFFSET + 8) {
+		value = field_read(&vp->msix_pending, 8, off - VIRTIO_PCI_MSIX_PBA_OFFSET, size);
+	}
+	pthread_mutex_unlock(&vdev->lock);
+	return value;
+}
+
+static void kick(struct virtio_pci *vp, unsigned int q)
+{
+	uint64_t one = 1;
+
+	if (q < vp->vdev->ops->num_queues && write(vp->queues[q].kick_fd, &one, sizeof(one)) < 0)
+		log_warn("%s: kick eventfd: %s", vp->pci.name, strerror(errno));
+}
+
+static void bar_write(void *opaque, uint64_t off, uint64_t value, unsigned int size)
+{
+	struct virtio_pci *vp = opaque;
+	struct virtio_dev *vdev = vp->vdev;
+
+	pthread_mutex_lock(&vdev->lock);
+	if (!bar_active(vp)) {
+		/* ignored, as a real device ignores cycles it does not decode */
+	} else if (off < VIRTIO_PCI_COMMON_OFFSET + VIRTIO_PCI_COMMON_SIZE) {
+		common_write(vp, off, value);
+	} else if (off >= VIRTIO_PCI_DEVICE_OFFSET && off < VIRTIO_PCI_DEVICE_OFFSET + VIRTIO_PCI_DEVICE_SIZE) {
+		uint32_t cfg_off = (uint32_t)(off - VIRTIO_PCI_DEVICE_OFFSET);
+
+		if (cfg_off + size <= vdev->ops->config_size && vdev->ops->config_write)
+			vdev->ops->config_write(vdev, cfg_off, &value, size);
+	} else if (off >= VIRTIO_PCI_NOTIFY_OFFSET &&
+		   off < VIRTIO_PCI_NOTIFY_OFFSET + VIRTIO_MAX_QUEUES * VIRTIO_PCI_NOTIFY_MULTIPLIER) {
+		/* Only reached without an ioeventfd (tests, or a host without one). */
+		kick(vp, (unsigned int)((off - VIRTIO_PCI_NOTIFY_OFFSET) / VIRTIO_PCI_NOTIFY_MULTIPLIER));
+	} else if (off >= VIRTIO_PCI_MSIX_TABLE_OFFSET &&
+		   off < VIRTIO_PCI_MSIX_TABLE_OFFSET + VIRTIO_PCI_MSIX_VECTORS * MSIX_ENTRY_SIZE) {
+		msix_write(vp, off - VIRTIO_PCI_MSIX_TABLE_OFFSET, value, size);
+	}
+	pthread_mutex_unlock(&vdev->lock);
+}
+
+const struct iobus_ops virtio_pci_bar_ops = { .read = bar_read, .write = bar_write };
+
+void virtio_pci_handle_kick(struct virtio_pci *vp, unsigned int q)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	uint64_t count;
+
+	if (read(vp->queues[q].kick_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_warn("%s: kick eventfd: %s", vp->pci.name, strerror(errno));
+	pthread_mutex_lock(&vdev->lock);
+	if (vdev->vq_ready[q] && (vp->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+	    !(vp->status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+		/* Over budget: kick ourselves, so other queues get their turn first. */
+		if (vdev->ops->queue_kick(vdev, q))
+			kick(vp, q);
+		if (virtq_is_broken(&vdev->vq[q]))
+			set_needs_reset(vdev);
+	}
+	pthread_mutex_unlock(&vdev->lock);
+}
