@@ -37,6 +37,7 @@ static const char run_usage[] =
 	"  --append CMDLINE   extra kernel command line\n"
 	"  --memory SIZE      guest RAM: 512M, 2G or plain MiB (default: 256M)\n"
 	"  --cpus N           number of vCPUs (default: 1)\n"
+	"  --rng              add a virtio-rng device (entropy from the host's getrandom)\n"
 	"  -h, --help         show this help\n";
 
 static __attribute__((format(printf, 2, 3))) void print_error(FILE *err, const char *fmt, ...)
@@ -119,7 +120,7 @@ static int copy_path(char *dst, size_t size, const char *option, const char *src
 	return 0;
 }
 
-enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS };
+enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG };
 
 static enum config_status parse_run(int argc, char **argv, const char *guest_dir, struct vm_config *cfg, FILE *out,
 				    FILE *err)
@@ -130,6 +131,7 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		{ "append", required_argument, NULL, OPT_APPEND },
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -168,6 +170,9 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 				print_error(err, "--cpus: '%s' is not a number from 1 to %d", optarg, CONFIG_MAX_CPUS);
 				return CONFIG_INVALID;
 			}
+			break;
+		case OPT_RNG:
+			cfg->rng = true;
 			break;
 		case 'h':
 			fputs(run_usage, out);

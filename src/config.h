@@ -3,6 +3,7 @@
 #ifndef KVIO_CONFIG_H
 #define KVIO_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -20,6 +21,7 @@ struct vm_config {
 	const char *append;      /* extra kernel command line, may be NULL */
 	uint64_t memory_bytes;
 	unsigned int cpus;
+	bool rng;                /* --rng: a virtio-rng device */
 };
 
 enum config_status {

@@ -8,5 +8,15 @@
 
 /* Create PIC, IOAPIC, LAPICs and the PIT; must run before any vCPU exists. */
 int irq_init(struct vm *vm);
+void irq_destroy(struct vm *vm);
+
+/* GSIs for MSIs start after the IOAPIC's 24 pins. Returns the first of count, or -1. */
+int irq_alloc_msi_gsis(struct vm *vm, unsigned int count);
+/* Point gsi at the MSI (addr, data); safe from any thread. */
+int irq_set_msi_route(struct vm *vm, unsigned int gsi, uint64_t addr, uint32_t data);
+/* Writes to fd inject gsi without leaving the kernel (KVM_IRQFD). */
+int irq_add_irqfd(struct vm *vm, int fd, unsigned int gsi);
+/* Guest writes of len bytes at MMIO addr signal fd instead of exiting (KVM_IOEVENTFD). */
+int vm_add_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, int fd);
 
 #endif

@@ -23,13 +23,16 @@
 #include "core/cpuid.h"
 #include "core/irq.h"
 #include "core/vcpu.h"
+#include "core/virtio_kvm.h"
 #include "hw/acpi_pm.h"
 #include "hw/i8042.h"
 #include "hw/pci.h"
 #include "hw/serial8250.h"
 #include "util/event_loop.h"
 #include "util/log.h"
+#include "util/io_thread.h"
 #include "util/term.h"
+#include "virtio/rng.h"
 
 #define KVM_DEVICE "/dev/kvm"
 #define KVM_EXPECTED_API_VERSION 12
@@ -44,12 +47,18 @@
 #define EXIT_SETUP_ERROR 2
 #define EXIT_RUNTIME_ERROR 1
 
+#define MAX_VIRTIO_DEVICES 8
+
 /* The emulated PC around the vCPUs. */
 struct machine {
 	struct serial8250 com1;
 	struct i8042 kbc;
 	struct acpi_pm pm;
 	struct pci_bus pci;
+	struct io_thread io;
+	struct virtio_kvm_device *virtio[MAX_VIRTIO_DEVICES];
+	unsigned int nr_virtio;
+	uint64_t next_bar;
 };
 
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
@@ -287,7 +296,36 @@ static void console_input(void *ctx, const uint8_t *buf, size_t len)
 	}
 }
 
-static int setup_machine(struct vm *vm, struct machine *m)
+/* The virtio devices the command line asks for. A new device is one line here. */
+static int add_virtio_devices(struct vm *vm, const struct vm_config *cfg, struct machine *m)
+{
+	const struct {
+		bool wanted;
+		struct virtio_dev *(*create)(void);
+		void (*destroy)(struct virtio_dev *vdev);
+	} devices[] = {
+		{ cfg->rng, virtio_rng_create, virtio_rng_destroy },
+	};
+
+	for (unsigned int i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+		struct virtio_dev *vdev;
+
+		if (!devices[i].wanted)
+			continue;
+		vdev = devices[i].create();
+		if (!vdev || m->nr_virtio == MAX_VIRTIO_DEVICES) {
+			log_error("cannot create more virtio devices");
+			return -1;
+		}
+		m->virtio[m->nr_virtio] = virtio_kvm_add(vm, &m->pci, &m->io, &m->next_bar, vdev, devices[i].destroy);
+		if (!m->virtio[m->nr_virtio])
+			return -1;
+		m->nr_virtio++;
+	}
+	return 0;
+}
+
+static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct machine *m)
 {
 	int err = 0;
 
@@ -295,6 +333,12 @@ static int setup_machine(struct vm *vm, struct machine *m)
 	i8042_init(&m->kbc, reset_requested, vm);
 	acpi_pm_init(&m->pm, poweroff_requested, vm);
 	pci_bus_init(&m->pci);
+	m->nr_virtio = 0;
+	m->next_bar = PCI_MMIO32_START;
+	if (io_thread_init(&m->io)) {
+		log_error("cannot create the I/O thread");
+		return -1;
+	}
 
 	err |= iobus_register(&vm->pio, SERIAL_COM1_BASE, SERIAL_NR_PORTS, &serial8250_ops, &m->com1);
 	err |= iobus_register(&vm->pio, I8042_DATA_PORT, 1, &i8042_data_ops, &m->kbc);
@@ -306,11 +350,15 @@ static int setup_machine(struct vm *vm, struct machine *m)
 		log_error("cannot register the emulated devices' ports");
 		return -1;
 	}
-	return 0;
+	return add_virtio_devices(vm, cfg, m);
 }
 
 static void teardown_machine(struct machine *m)
 {
+	/* The I/O thread first: its handlers point into the devices. */
+	io_thread_destroy(&m->io);
+	for (unsigned int i = 0; i < m->nr_virtio; i++)
+		virtio_kvm_remove(m->virtio[i]);
 	pci_bus_destroy(&m->pci);
 	serial8250_destroy(&m->com1);
 }
@@ -388,7 +436,7 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 	}
 
 	term_init();
-	if (term_start_input(&console))
+	if (term_start_input(&console) || io_thread_start(&m->io, "kvio-io"))
 		goto out;
 	for (; started < vm->nr_vcpus; started++)
 		if (vcpu_start(&vm->vcpus[started]))
@@ -400,6 +448,7 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 
 	for (unsigned int i = 0; i < started; i++)
 		vcpu_stop(&vm->vcpus[i]);
+	io_thread_stop(&m->io);
 	serial8250_close_input(&m->com1);
 	term_stop_input();
 	term_restore();
@@ -416,6 +465,7 @@ static void destroy_vm(struct vm *vm)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
 	free(vm->supported_cpuid);
+	irq_destroy(vm);
 	guest_mem_destroy(&vm->mem);
 	iobus_destroy(&vm->pio);
 	iobus_destroy(&vm->mmio);
@@ -460,9 +510,9 @@ int vm_run(const struct vm_config *cfg)
 	close_guest_files(&files);
 	if (ret)
 		goto out;
-	if (setup_machine(&vm, &machine))
-		goto out;
 	machine_ready = true;
+	if (setup_machine(&vm, cfg, &machine))
+		goto out;
 
 	status = EXIT_RUNTIME_ERROR;
 	vm.vcpus = calloc(vm.nr_vcpus, sizeof(*vm.vcpus));

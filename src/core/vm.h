@@ -12,6 +12,7 @@
 
 struct vcpu;
 struct kvm_cpuid2;
+struct irq_routes;
 
 /* Why the VM stopped; the first reason reported wins. */
 enum vm_stop_reason {
@@ -33,6 +34,7 @@ struct vm {
 	struct vcpu *vcpus;
 	int vcpu_mmap_size;
 	struct kvm_cpuid2 *supported_cpuid;
+	struct irq_routes *irq_routes;
 	_Atomic int stop_reason;
 	int stop_signal;
 	int stop_eventfd;   /* written once a stop reason is set, wakes the main loop */

@@ -108,6 +108,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.memory_bytes, 256ULL << 20);
 	assert_int_equal(cfg.cpus, 1);
 	assert_null(cfg.append);
+	assert_false(cfg.rng);
 	snprintf(expect, sizeof(expect), "%s/vmlinuz", guest_dir);
 	assert_string_equal(cfg.kernel_path, expect);
 	snprintf(expect, sizeof(expect), "%s/initramfs.cpio.gz", guest_dir);
@@ -121,8 +122,9 @@ static void test_all_options(void **state)
 
 	(void)state;
 	snprintf(kernel, sizeof(kernel), "%s/vmlinuz", guest_dir);
-	assert_int_equal(PARSE("run", "--kernel", kernel, "--memory=2G", "--cpus", "2", "--append", "quiet x=1"),
+	assert_int_equal(PARSE("run", "--kernel", kernel, "--memory=2G", "--cpus", "2", "--append", "quiet x=1", "--rng"),
 			 CONFIG_RUN);
+	assert_true(cfg.rng);
 	assert_int_equal(cfg.memory_bytes, 2ULL << 30);
 	assert_int_equal(cfg.cpus, 2);
 	assert_string_equal(cfg.append, "quiet x=1");

@@ -1,0 +1,104 @@
+/* Binds the KVM-free virtio-pci transport to KVM: its notify addresses become
+ * ioeventfds and its MSI-X vectors irqfds with MSI routes, so neither a kick
+ * nor an interrupt involves a vCPU thread. */
+#include "core/virtio_kvm.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/irq.h"
+#include "util/log.h"
+
+#define NOTIFY_WRITE_LEN 2  /* the driver writes the 16-bit queue index */
+
+static int kick_bind(void *ctx, uint64_t addr, int fd)
+{
+	struct virtio_kvm_device *dev = ctx;
+
+	return vm_add_ioeventfd(dev->vm, addr, NOTIFY_WRITE_LEN, fd);
+}
+
+static int msi_route(void *ctx, unsigned int vector, uint64_t addr, uint32_t data, int fd)
+{
+	struct virtio_kvm_device *dev = ctx;
+	unsigned int gsi = (unsigned int)dev->gsi_base + vector;
+	int err;
+
+	if (!addr)
+		return 0;  /* not programmed yet */
+	err = irq_set_msi_route(dev->vm, gsi, addr, data);
+	if (!err && !dev->irqfd_bound[vector]) {
+		err = irq_add_irqfd(dev->vm, fd, gsi);
+		dev->irqfd_bound[vector] = !err;
+	}
+	return err;
+}
+
+static void kick_ready(struct event_handler *handler, uint32_t events)
+{
+	struct virtio_kvm_kick *kick = (struct virtio_kvm_kick *)handler;
+
+	(void)events;
+	virtio_pci_handle_kick(kick->vp, kick->queue);
+}
+
+struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_thread *io,
+					 uint64_t *next_bar, struct virtio_dev *vdev,
+					 void (*destroy)(struct virtio_dev *vdev))
+{
+	struct virtio_kvm_device *dev = calloc(1, sizeof(*dev));
+	const char *name = vdev->ops->name, *what = "out of memory";
+	int err;
+
+	if (!dev) {
+		destroy(vdev);
+		goto fail;
+	}
+	dev->vm = vm;
+	dev->vdev = vdev;
+	dev->destroy = destroy;
+	dev->hooks = (struct virtio_pci_hooks){ .kick_bind = kick_bind, .msi_route = msi_route, .ctx = dev };
+	for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		dev->vp.queues[i].kick_fd = -1;
+	dev->gsi_base = irq_alloc_msi_gsis(vm, VIRTIO_PCI_MSIX_VECTORS);
+	what = "no interrupt routes left";
+	if (dev->gsi_base < 0)
+		goto fail_dev;
+	what = "cannot set up the transport (ioeventfd)";
+	err = virtio_pci_init(&dev->vp, vdev, &vm->mem, *next_bar, &dev->hooks);
+	if (err)
+		goto fail_dev;
+	what = "cannot map its BAR";
+	if (iobus_register(&vm->mmio, *next_bar, VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, &dev->vp))
+		goto fail_transport;
+	what = "no free PCI slot";
+	if (pci_bus_add(bus, &dev->vp.pci) < 0)
+		goto fail_transport;
+	*next_bar += VIRTIO_PCI_BAR_SIZE;
+	for (unsigned int q = 0; q < vdev->ops->num_queues; q++) {
+		dev->kicks[q] = (struct virtio_kvm_kick){
+			.handler = { .fd = dev->vp.queues[q].kick_fd, .ready = kick_ready }, .vp = &dev->vp, .queue = q,
+		};
+		what = "cannot watch its queues";
+		if (io_thread_add(io, &dev->kicks[q].handler))
+			goto fail_transport;
+	}
+	return dev;
+
+fail_transport:
+	virtio_pci_destroy(&dev->vp);
+fail_dev:
+	destroy(vdev);
+	free(dev);
+fail:
+	log_error("%s: %s", name, what);
+	return NULL;
+}
+
+void virtio_kvm_remove(struct virtio_kvm_device *dev)
+{
+	virtio_pci_destroy(&dev->vp);
+	dev->destroy(dev->vdev);
+	free(dev);
+}

@@ -1,0 +1,34 @@
+/* Virtio devices plugged into the VM: a PCI slot, a BAR on the MMIO bus,
+ * kicks by ioeventfd and interrupts by irqfd, queue work on the I/O thread. */
+#ifndef KVIO_CORE_VIRTIO_KVM_H
+#define KVIO_CORE_VIRTIO_KVM_H
+
+#include "core/vm.h"
+#include "hw/pci.h"
+#include "util/io_thread.h"
+#include "virtio/pci.h"
+
+struct virtio_kvm_kick {
+	struct event_handler handler;
+	struct virtio_pci *vp;
+	unsigned int queue;
+};
+
+struct virtio_kvm_device {
+	struct vm *vm;
+	struct virtio_dev *vdev;
+	void (*destroy)(struct virtio_dev *vdev);
+	struct virtio_pci vp;
+	struct virtio_pci_hooks hooks;
+	int gsi_base;
+	bool irqfd_bound[VIRTIO_PCI_MSIX_VECTORS];
+	struct virtio_kvm_kick kicks[VIRTIO_MAX_QUEUES];
+};
+
+/* Plug vdev in at the next free slot and BAR address; on failure vdev is destroyed. */
+struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_thread *io,
+					 uint64_t *next_bar, struct virtio_dev *vdev,
+					 void (*destroy)(struct virtio_dev *vdev));
+void virtio_kvm_remove(struct virtio_kvm_device *dev);
+
+#endif

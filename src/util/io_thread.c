@@ -1,0 +1,82 @@
+/* I/O thread: an epoll loop on its own thread, stopped through an eventfd. */
+#include "util/io_thread.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+static void stop_ready(struct event_handler *handler, uint32_t events)
+{
+	struct io_thread *t = (struct io_thread *)((char *)handler - offsetof(struct io_thread, stop));
+
+	(void)events;
+	event_loop_stop(&t->loop);
+}
+
+int io_thread_init(struct io_thread *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->loop.epoll_fd = -1;
+	t->stop.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	t->stop.ready = stop_ready;
+	if (t->stop.fd < 0 || event_loop_init(&t->loop) || event_loop_add(&t->loop, &t->stop, EPOLLIN)) {
+		io_thread_destroy(t);
+		return -1;
+	}
+	return 0;
+}
+
+int io_thread_add(struct io_thread *t, struct event_handler *handler)
+{
+	return event_loop_add(&t->loop, handler, EPOLLIN);
+}
+
+static void *io_thread_main(void *arg)
+{
+	struct io_thread *t = arg;
+	int err = event_loop_run(&t->loop);
+
+	if (err)
+		log_error("I/O thread: %s", strerror(-err));
+	return NULL;
+}
+
+int io_thread_start(struct io_thread *t, const char *name)
+{
+	int err = pthread_create(&t->thread, NULL, io_thread_main, t);
+
+	if (err) {
+		log_error("cannot start the I/O thread: %s", strerror(err));
+		return -1;
+	}
+	pthread_setname_np(t->thread, name);
+	t->running = true;
+	return 0;
+}
+
+void io_thread_stop(struct io_thread *t)
+{
+	uint64_t one = 1;
+
+	if (!t->running)
+		return;
+	if (write(t->stop.fd, &one, sizeof(one)) < 0)
+		log_error("I/O thread: cannot signal stop: %s", strerror(errno));
+	pthread_join(t->thread, NULL);
+	t->running = false;
+}
+
+void io_thread_destroy(struct io_thread *t)
+{
+	io_thread_stop(t);
+	event_loop_destroy(&t->loop);
+	if (t->stop.fd >= 0)
+		close(t->stop.fd);
+	t->stop.fd = -1;
+}
