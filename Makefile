@@ -12,7 +12,7 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS_SAN := -fsanitize=address,undefined
 endif
 CFLAGS ?=
-LDLIBS := -lpthread
+LDLIBS := -luring -lpthread
 
 LIB_SRCS := $(shell find src -name '*.c' ! -name main.c | sort)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)

@@ -38,6 +38,9 @@ static const char run_usage[] =
 	"  --memory SIZE      guest RAM: 512M, 2G or plain MiB (default: 256M)\n"
 	"  --cpus N           number of vCPUs (default: 1)\n"
 	"  --rng              add a virtio-rng device (entropy from the host's getrandom)\n"
+	"  --disk PATH[,ro][,id=NAME][,queues=N]\n"
+	"                     add a virtio-blk disk backed by a raw image or block device\n"
+	"                     (repeatable; id is the serial the guest sees, at most 20 bytes)\n"
 	"  -h, --help         show this help\n";
 
 static __attribute__((format(printf, 2, 3))) void print_error(FILE *err, const char *fmt, ...)
@@ -120,7 +123,62 @@ static int copy_path(char *dst, size_t size, const char *option, const char *src
 	return 0;
 }
 
-enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG };
+enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK };
+
+/* PATH[,ro][,id=NAME][,queues=N] */
+static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
+{
+	struct disk_config *disk;
+	char buf[4200], *save = NULL, *item;
+
+	if (cfg->nr_disks == CONFIG_MAX_DISKS) {
+		print_error(err, "--disk: at most %d disks", CONFIG_MAX_DISKS);
+		return -1;
+	}
+	if (strlen(arg) >= sizeof(buf)) {
+		print_error(err, "--disk: argument too long");
+		return -1;
+	}
+	strcpy(buf, arg);
+	disk = &cfg->disks[cfg->nr_disks];
+	memset(disk, 0, sizeof(*disk));
+	disk->queues = 1;
+	item = strtok_r(buf, ",", &save);
+	if (!item || arg[0] == ',') {
+		print_error(err, "--disk: missing PATH");
+		return -1;
+	}
+	if (copy_path(disk->path, sizeof(disk->path), "--disk", item, err))
+		return -1;
+	while ((item = strtok_r(NULL, ",", &save))) {
+		char *end;
+
+		if (!strcmp(item, "ro")) {
+			disk->read_only = true;
+		} else if (!strncmp(item, "id=", 3)) {
+			if (strlen(item + 3) > 20) {
+				print_error(err, "--disk: id '%s' is longer than 20 bytes", item + 3);
+				return -1;
+			}
+			strcpy(disk->id, item + 3);
+		} else if (!strncmp(item, "queues=", 7)) {
+			unsigned long q = strtoul(item + 7, &end, 10);
+
+			if (!isdigit((unsigned char)item[7]) || *end || q < 1 || q > CONFIG_MAX_DISK_QUEUES) {
+				print_error(err, "--disk: '%s': queues must be 1 to %d", item, CONFIG_MAX_DISK_QUEUES);
+				return -1;
+			}
+			disk->queues = (unsigned int)q;
+		} else {
+			print_error(err, "--disk: unknown option '%s' (use ro, id=NAME, queues=N)", item);
+			return -1;
+		}
+	}
+	if (check_readable_file("--disk", disk->path, err))
+		return -1;
+	cfg->nr_disks++;
+	return 0;
+}
 
 static enum config_status parse_run(int argc, char **argv, const char *guest_dir, struct vm_config *cfg, FILE *out,
 				    FILE *err)
@@ -132,6 +190,7 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -173,6 +232,10 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 			break;
 		case OPT_RNG:
 			cfg->rng = true;
+			break;
+		case OPT_DISK:
+			if (parse_disk(optarg, cfg, err))
+				return CONFIG_INVALID;
 			break;
 		case 'h':
 			fputs(run_usage, out);

@@ -15,6 +15,16 @@
 /* xAPIC IDs are 8 bits and 0xFF is the broadcast ID. */
 #define CONFIG_MAX_CPUS 254
 
+#define CONFIG_MAX_DISKS 8
+#define CONFIG_MAX_DISK_QUEUES 16
+
+struct disk_config {
+	char path[4096];
+	bool read_only;
+	char id[21];             /* up to the 20 bytes virtio-blk's GET_ID returns */
+	unsigned int queues;
+};
+
 struct vm_config {
 	char kernel_path[4096];
 	char initrd_path[4096];  /* empty: no initrd */
@@ -22,6 +32,8 @@ struct vm_config {
 	uint64_t memory_bytes;
 	unsigned int cpus;
 	bool rng;                /* --rng: a virtio-rng device */
+	struct disk_config disks[CONFIG_MAX_DISKS];
+	unsigned int nr_disks;
 };
 
 enum config_status {

@@ -4,6 +4,7 @@
 #include "core/virtio_kvm.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,17 @@ static void kick_ready(struct event_handler *handler, uint32_t events)
 
 	(void)events;
 	virtio_pci_handle_kick(kick->vp, kick->queue);
+}
+
+static void device_event_ready(struct event_handler *handler, uint32_t events)
+{
+	struct virtio_kvm_device *dev =
+		(struct virtio_kvm_device *)((char *)handler - offsetof(struct virtio_kvm_device, device_event));
+
+	(void)events;
+	pthread_mutex_lock(&dev->vdev->lock);
+	dev->vdev->ops->event_ready(dev->vdev);
+	pthread_mutex_unlock(&dev->vdev->lock);
 }
 
 struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_thread *io,
@@ -82,6 +94,12 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 		};
 		what = "cannot watch its queues";
 		if (io_thread_add(io, &dev->kicks[q].handler))
+			goto fail_transport;
+	}
+	if (vdev->ops->event_fd) {
+		dev->device_event = (struct event_handler){ .fd = vdev->ops->event_fd(vdev), .ready = device_event_ready };
+		what = "cannot watch its backend";
+		if (io_thread_add(io, &dev->device_event))
 			goto fail_transport;
 	}
 	return dev;

@@ -23,6 +23,7 @@ struct virtio_kvm_device {
 	int gsi_base;
 	bool irqfd_bound[VIRTIO_PCI_MSIX_VECTORS];
 	struct virtio_kvm_kick kicks[VIRTIO_MAX_QUEUES];
+	struct event_handler device_event;
 };
 
 /* Plug vdev in at the next free slot and BAR address; on failure vdev is destroyed. */

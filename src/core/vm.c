@@ -32,6 +32,7 @@
 #include "util/log.h"
 #include "util/io_thread.h"
 #include "util/term.h"
+#include "virtio/blk.h"
 #include "virtio/rng.h"
 
 #define KVM_DEVICE "/dev/kvm"
@@ -296,32 +297,37 @@ static void console_input(void *ctx, const uint8_t *buf, size_t len)
 	}
 }
 
-/* The virtio devices the command line asks for. A new device is one line here. */
+static int add_virtio(struct vm *vm, struct machine *m, struct virtio_dev *vdev,
+		      void (*destroy)(struct virtio_dev *vdev))
+{
+	if (!vdev)
+		return -1;  /* the device said why */
+	if (m->nr_virtio == MAX_VIRTIO_DEVICES) {
+		log_error("too many virtio devices (at most %d)", MAX_VIRTIO_DEVICES);
+		destroy(vdev);
+		return -1;
+	}
+	m->virtio[m->nr_virtio] = virtio_kvm_add(vm, &m->pci, &m->io, &m->next_bar, vdev, destroy);
+	if (!m->virtio[m->nr_virtio])
+		return -1;
+	m->nr_virtio++;
+	return 0;
+}
+
+/* The virtio devices the command line asks for: a new device is one line here. */
 static int add_virtio_devices(struct vm *vm, const struct vm_config *cfg, struct machine *m)
 {
-	const struct {
-		bool wanted;
-		struct virtio_dev *(*create)(void);
-		void (*destroy)(struct virtio_dev *vdev);
-	} devices[] = {
-		{ cfg->rng, virtio_rng_create, virtio_rng_destroy },
-	};
+	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
+		const struct disk_config *d = &cfg->disks[i];
+		struct virtio_blk_options opts = {
+			.path = d->path, .read_only = d->read_only, .id = d->id, .queues = d->queues,
+		};
 
-	for (unsigned int i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
-		struct virtio_dev *vdev;
-
-		if (!devices[i].wanted)
-			continue;
-		vdev = devices[i].create();
-		if (!vdev || m->nr_virtio == MAX_VIRTIO_DEVICES) {
-			log_error("cannot create more virtio devices");
+		if (add_virtio(vm, m, virtio_blk_create(&opts), virtio_blk_destroy))
 			return -1;
-		}
-		m->virtio[m->nr_virtio] = virtio_kvm_add(vm, &m->pci, &m->io, &m->next_bar, vdev, devices[i].destroy);
-		if (!m->virtio[m->nr_virtio])
-			return -1;
-		m->nr_virtio++;
 	}
+	if (cfg->rng && add_virtio(vm, m, virtio_rng_create(), virtio_rng_destroy))
+		return -1;
 	return 0;
 }
 

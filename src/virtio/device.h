@@ -26,8 +26,12 @@ struct virtio_device_ops {
 	/* The guest kicked queue q (called on the I/O thread, device lock held).
 	 * Work is budgeted: return true if buffers were left for another round. */
 	bool (*queue_kick)(struct virtio_dev *vdev, unsigned int q);
-	/* The driver reset the device: drop all queue state (device lock held). */
+	/* The driver reset the device: finish in-flight work, drop queue state (device lock held). */
 	void (*reset)(struct virtio_dev *vdev);
+	/* Optional: an fd the I/O thread watches for the device's own events (a
+	 * backend's completions), and what to do when it is readable (lock held). */
+	int (*event_fd)(struct virtio_dev *vdev);
+	void (*event_ready)(struct virtio_dev *vdev);
 };
 
 struct virtio_dev {

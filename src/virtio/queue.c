@@ -75,7 +75,7 @@ static int add_buffer(struct virtq *vq, struct virtq_elem *elem, const struct vr
 	unsigned int n = elem->out_num + elem->in_num;
 	void *host;
 
-	if (n >= VIRTQ_MAX_IOV)
+	if (n >= elem->max_iov)
 		return set_broken(vq, "chain has too many buffers");
 	if (!writable && elem->in_num)
 		return set_broken(vq, "readable buffer after a writable one");

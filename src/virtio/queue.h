@@ -34,15 +34,24 @@ struct virtq {
 	const char *broken_reason;
 };
 
-/* One request: readable (out) buffers first, then writable (in) buffers. */
+/* One request: readable (out) buffers first, then writable (in) buffers.
+ * The device supplies the iovec array and says how many entries it holds, so
+ * each device bounds its own chains (virtio-blk by the seg_max it offers). */
 struct virtq_elem {
 	uint16_t head;
 	unsigned int out_num;
 	unsigned int in_num;
 	uint32_t out_len;              /* sum of the out buffers' lengths */
 	uint32_t in_len;               /* sum of the in buffers' lengths */
-	struct iovec iov[VIRTQ_MAX_IOV]; /* out_num readable, then in_num writable */
+	unsigned int max_iov;          /* at most VIRTQ_MAX_IOV */
+	struct iovec *iov;             /* out_num readable, then in_num writable */
 };
+
+static inline void virtq_elem_init(struct virtq_elem *elem, struct iovec *iov, unsigned int max_iov)
+{
+	elem->iov = iov;
+	elem->max_iov = max_iov < VIRTQ_MAX_IOV ? max_iov : VIRTQ_MAX_IOV;
+}
 
 /* Set up a queue whose rings are at the given guest addresses. Returns 0,
  * or -EINVAL (bad size or alignment) / -EFAULT (a ring outside guest RAM). */

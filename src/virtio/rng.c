@@ -11,9 +11,12 @@
 #define RNG_QUEUE_SIZE 64
 #define RNG_REQUESTS_PER_KICK 32
 
+#define RNG_MAX_BUFFERS 16
+
 struct virtio_rng {
 	struct virtio_dev vdev;  /* first: the transport hands us this */
 	struct virtq_elem elem;
+	struct iovec iov[RNG_MAX_BUFFERS];
 };
 
 /* Fill the writable buffers; returns bytes written. */
@@ -74,6 +77,7 @@ struct virtio_dev *virtio_rng_create(void)
 	if (!rng)
 		return NULL;
 	rng->vdev.ops = &rng_ops;
+	virtq_elem_init(&rng->elem, rng->iov, RNG_MAX_BUFFERS);
 	pthread_mutex_init(&rng->vdev.lock, NULL);
 	return &rng->vdev;
 }

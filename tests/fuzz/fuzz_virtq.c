@@ -21,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uint8_t ram[RAM_SIZE];
 static struct virtq_elem elem;
+static struct iovec iov[VIRTQ_MAX_IOV];
 
 static void check_inside_ram(const struct iovec *iov)
 {
@@ -49,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(ram, data + 2, size - 2 < sizeof(ram) ? size - 2 : sizeof(ram));
 
 	guest_mem_layout(&mem, ram, RAM_SIZE, -1);
+	virtq_elem_init(&elem, iov, 1u + data[1] % VIRTQ_MAX_IOV);
 	if (virtq_init(&vq, &mem, qsize, DESC_GPA, AVAIL_GPA, USED_GPA, event_idx, indirect))
 		return 0;
 	for (int i = 0; i < MAX_POPS; i++) {

@@ -21,6 +21,7 @@ static struct guest_mem mem;
 static uint8_t *ram;
 static struct virtq vq;
 static struct virtq_elem elem;
+static struct iovec iov[VIRTQ_MAX_IOV];
 
 static struct vring_desc *desc_table(void)
 {
@@ -57,6 +58,7 @@ static int setup(void **state)
 	(void)state;
 	ram = calloc(1, RAM_SIZE);
 	guest_mem_layout(&mem, ram, RAM_SIZE, -1);
+	virtq_elem_init(&elem, iov, VIRTQ_MAX_IOV);
 	assert_int_equal(virtq_init(&vq, &mem, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, false, true), 0);
 	return 0;
 }
@@ -317,6 +319,17 @@ static void test_indirect_loop(void **state)
 	expect_broken("loop in indirect");
 }
 
+static void test_chain_longer_than_device_accepts(void **state)
+{
+	(void)state;
+	virtq_elem_init(&elem, iov, 2);
+	set_desc(desc_table(), 0, DATA_GPA, 8, VRING_DESC_F_NEXT, 1);
+	set_desc(desc_table(), 1, DATA_GPA, 8, VRING_DESC_F_NEXT, 2);
+	set_desc(desc_table(), 2, DATA_GPA, 8, 0, 0);
+	offer(0);
+	expect_broken("too many buffers");
+}
+
 static void test_indirect_outside_ram(void **state)
 {
 	(void)state;
@@ -350,6 +363,7 @@ int main(void)
 		T(test_indirect_with_next),
 		T(test_indirect_loop),
 		T(test_indirect_outside_ram),
+		T(test_chain_longer_than_device_accepts),
 	};
 
 	return cmocka_run_group_tests_name("virtq", tests, NULL, NULL);
