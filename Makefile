@@ -17,6 +17,7 @@ LDLIBS := -luring -lpthread
 LIB_SRCS := $(shell find src -name '*.c' ! -name main.c | sort)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_HELPERS := $(BUILD)/obj/tests/unit/virtio_driver.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 # libFuzzer targets: each tests/fuzz/fuzz_NAME.c with the library sources it needs.
@@ -42,7 +43,7 @@ $(BUILD)/libkvio.a: $(LIB_OBJS)
 $(BUILD)/kvio: $(BUILD)/obj/src/main.o $(BUILD)/libkvio.a
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libkvio.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_HELPERS) $(BUILD)/libkvio.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lcmocka $(LDLIBS)
 

@@ -1,0 +1,59 @@
+/* A virtio driver for tests: it negotiates through the virtio-pci registers,
+ * lays out split rings in fake guest RAM, offers chains and kicks, the way the
+ * Linux driver would, so devices are tested without a VM. */
+#ifndef KVIO_TESTS_VIRTIO_DRIVER_H
+#define KVIO_TESTS_VIRTIO_DRIVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "virtio/pci.h"
+
+#define VTD_BAR 0xC0000000ULL
+#define VTD_DATA_START 0x100000ULL   /* buffers are allocated from here up */
+
+struct vtd_buf {
+	uint64_t gpa;
+	uint32_t len;
+	bool writable;
+};
+
+struct vtd {
+	uint8_t *ram;
+	uint64_t ram_size;
+	struct guest_mem mem;
+	struct virtio_pci vp;
+	uint64_t next_data;
+	struct {
+		uint16_t size, avail_idx, next_desc, used_seen;
+		uint64_t desc, avail, used;
+	} q[VIRTIO_MAX_QUEUES];
+};
+
+void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size);
+void vtd_destroy(struct vtd *d);
+
+uint64_t vtd_read(struct vtd *d, uint64_t bar_offset, unsigned int size);
+void vtd_write(struct vtd *d, uint64_t bar_offset, uint64_t value, unsigned int size);
+
+/* Reset, offer features, FEATURES_OK; returns whether the device kept FEATURES_OK. */
+bool vtd_negotiate(struct vtd *d, uint64_t features);
+uint64_t vtd_device_features(struct vtd *d);
+/* Rings for queue q (size entries), its MSI-X vector unmasked; then enable. */
+void vtd_setup_queue(struct vtd *d, unsigned int q, uint16_t size, uint16_t vector);
+void vtd_driver_ok(struct vtd *d);
+
+/* Guest RAM for a buffer, and its host address. */
+uint64_t vtd_alloc(struct vtd *d, uint32_t len);
+void *vtd_ptr(struct vtd *d, uint64_t gpa);
+
+/* Offer a chain on queue q; returns its head. */
+uint16_t vtd_offer(struct vtd *d, unsigned int q, const struct vtd_buf *bufs, unsigned int n);
+/* Write the notify register, then run the kick as the I/O thread would. */
+void vtd_kick(struct vtd *d, unsigned int q);
+/* Next used element of q, if the device returned one since the last call. */
+bool vtd_next_used(struct vtd *d, unsigned int q, uint32_t *id, uint32_t *len);
+/* Did vector fire since the last look? */
+bool vtd_interrupted(struct vtd *d, uint16_t vector);
+
+#endif
