@@ -24,8 +24,9 @@ out=${1:-$root/build/guest}
 # Each package is downloaded and unpacked like the kernel; add_binary copies the
 # binary and every library ldd resolves, from the unpacked packages first, then
 # from the host (the same Debian release, so its libc matches).
-GUEST_PACKAGES=()
-GUEST_BINARIES=()
+# mkfs.ext4 for the virtio-blk tests (e2fsprogs and the libraries it links).
+GUEST_PACKAGES=(e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1)
+GUEST_BINARIES=(/sbin/mke2fs /sbin/mkfs.ext4)
 # ----------------------------------------------------------------------------
 
 die() { echo "guest/build.sh: $*" >&2; exit 1; }

@@ -27,6 +27,7 @@ struct blk_io {
 	struct virtio_blk *blk;
 	unsigned int queue;
 	bool in_use;
+	bool retried;                /* write-zeroes already fell back to punching a hole */
 	struct virtq_elem elem;
 	struct iovec iov[VIRTIO_BLK_SEG_MAX + 2];
 	struct virtio_blk_request req;
@@ -153,6 +154,17 @@ static void io_complete(struct block_io *io, int result)
 	bool ok = result >= 0;
 	uint32_t written = 0;
 
+	/* Some file systems (tmpfs) cannot zero a range in place; a punched hole
+	 * in a file reads back as zeroes too, which is all the guest asked for. */
+	if (result == -EOPNOTSUPP && bio->req.type == VIRTIO_BLK_T_WRITE_ZEROES && !bio->retried) {
+		bio->retried = true;
+		if (block_file_discard(&bio->blk->file, &bio->io, le64toh(bio->range.sector) * VIRTIO_BLK_SECTOR,
+				       (uint64_t)le32toh(bio->range.num_sectors) * VIRTIO_BLK_SECTOR) == 0) {
+			block_file_submit(&bio->blk->file);
+			return;
+		}
+	}
+
 	if (bio->req.type == VIRTIO_BLK_T_IN && ok) {
 		/* A short read past the end of a file that shrank: report it, don't pretend. */
 		ok = (uint64_t)result == bio->req.data_len;
@@ -271,6 +283,7 @@ static bool blk_kick(struct virtio_dev *vdev, unsigned int q)
 		if (virtq_pop(vq, &bio->elem) <= 0)
 			break;
 		bio->in_use = true;
+		bio->retried = false;
 		switch (virtio_blk_parse(bio->elem.iov, bio->elem.out_num, bio->elem.in_num, &bio->req)) {
 		case VIRTIO_BLK_NO_STATUS:
 			bio->in_use = false;
