@@ -38,6 +38,9 @@ static const char run_usage[] =
 	"  --memory SIZE      guest RAM: 512M, 2G or plain MiB (default: 256M)\n"
 	"  --cpus N           number of vCPUs (default: 1)\n"
 	"  --rng              add a virtio-rng device (entropy from the host's getrandom)\n"
+	"  --console serial|virtio\n"
+	"                     where this terminal is wired: COM1 (default) or a\n"
+	"                     virtio-console, the guest's hvc0\n"
 	"  --disk PATH[,ro][,id=NAME][,queues=N]\n"
 	"                     add a virtio-blk disk backed by a raw image or block device\n"
 	"                     (repeatable; id is the serial the guest sees, at most 20 bytes)\n"
@@ -123,7 +126,7 @@ static int copy_path(char *dst, size_t size, const char *option, const char *src
 	return 0;
 }
 
-enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK };
+enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE };
 
 /* PATH[,ro][,id=NAME][,queues=N] */
 static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
@@ -191,6 +194,7 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -236,6 +240,13 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		case OPT_DISK:
 			if (parse_disk(optarg, cfg, err))
 				return CONFIG_INVALID;
+			break;
+		case OPT_CONSOLE:
+			if (strcmp(optarg, "serial") && strcmp(optarg, "virtio")) {
+				print_error(err, "--console: '%s' is not serial or virtio", optarg);
+				return CONFIG_INVALID;
+			}
+			cfg->virtio_console = !strcmp(optarg, "virtio");
 			break;
 		case 'h':
 			fputs(run_usage, out);

@@ -32,6 +32,7 @@ struct vm_config {
 	uint64_t memory_bytes;
 	unsigned int cpus;
 	bool rng;                /* --rng: a virtio-rng device */
+	bool virtio_console;     /* --console virtio: the guest console is hvc0 */
 	struct disk_config disks[CONFIG_MAX_DISKS];
 	unsigned int nr_disks;
 };

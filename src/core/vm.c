@@ -33,6 +33,7 @@
 #include "util/io_thread.h"
 #include "util/term.h"
 #include "virtio/blk.h"
+#include "virtio/console.h"
 #include "virtio/rng.h"
 
 #define KVM_DEVICE "/dev/kvm"
@@ -60,6 +61,7 @@ struct machine {
 	struct virtio_kvm_device *virtio[MAX_VIRTIO_DEVICES];
 	unsigned int nr_virtio;
 	uint64_t next_bar;
+	struct virtio_dev *hvc;     /* the virtio-console the terminal feeds, if any */
 };
 
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
@@ -240,7 +242,9 @@ static int load_guest(struct vm *vm, const struct vm_config *cfg, const struct g
 		log_error("cannot build ACPI tables for %u vCPUs", vm->nr_vcpus);
 		return -1;
 	}
-	if (asprintf(&cmdline, "%s%s%s", BASE_CMDLINE, cfg->append ? " " : "", cfg->append ? cfg->append : "") < 0)
+	/* The last console= is /dev/console; COM1 stays listed for the early boot messages. */
+	if (asprintf(&cmdline, "%s%s%s%s", BASE_CMDLINE, cfg->virtio_console ? " console=hvc0" : "",
+		     cfg->append ? " " : "", cfg->append ? cfg->append : "") < 0)
 		return -1;
 	switch (boot_x86_load(&vm->mem, files->kernel_fd, files->initrd_fd, cmdline, rsdp, boot, &why)) {
 	case BOOT_X86_OK:
@@ -281,6 +285,11 @@ static void poweroff_requested(void *ctx)
 static void quit_requested(void *ctx)
 {
 	vm_request_stop(ctx, VM_STOP_QUIT);
+}
+
+static void hvc_input(void *ctx, const uint8_t *buf, size_t len)
+{
+	virtio_console_input(ctx, buf, len);
 }
 
 static void console_input(void *ctx, const uint8_t *buf, size_t len)
@@ -328,6 +337,11 @@ static int add_virtio_devices(struct vm *vm, const struct vm_config *cfg, struct
 	}
 	if (cfg->rng && add_virtio(vm, m, virtio_rng_create(), virtio_rng_destroy))
 		return -1;
+	if (cfg->virtio_console) {
+		m->hvc = virtio_console_create(STDOUT_FILENO);
+		if (add_virtio(vm, m, m->hvc, virtio_console_destroy))
+			return -1;
+	}
 	return 0;
 }
 
@@ -341,6 +355,7 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 	pci_bus_init(&m->pci);
 	m->nr_virtio = 0;
 	m->next_bar = PCI_MMIO32_START;
+	m->hvc = NULL;
 	if (io_thread_init(&m->io)) {
 		log_error("cannot create the I/O thread");
 		return -1;
@@ -424,7 +439,8 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 {
 	struct main_loop ml = { .vm = vm, .loop = { .epoll_fd = -1 } };
 	struct term_input console = {
-		.sink = console_input, .sink_ctx = &m->com1, .quit = quit_requested, .quit_ctx = vm,
+		.sink = m->hvc ? hvc_input : console_input, .sink_ctx = m->hvc ? (void *)m->hvc : (void *)&m->com1,
+		.quit = quit_requested, .quit_ctx = vm,
 	};
 	unsigned int started = 0;
 	sigset_t mask;
@@ -456,6 +472,8 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 		vcpu_stop(&vm->vcpus[i]);
 	io_thread_stop(&m->io);
 	serial8250_close_input(&m->com1);
+	if (m->hvc)
+		virtio_console_close_input(m->hvc);
 	term_stop_input();
 	term_restore();
 out:

@@ -228,6 +228,64 @@ static void test_missing_initrd(void **state)
 	assert_one_line_error("--initrd: cannot open");
 }
 
+static void test_console_choice(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--console", "virtio"), CONFIG_RUN);
+	assert_true(cfg.virtio_console);
+	assert_int_equal(PARSE("run", "--console", "serial"), CONFIG_RUN);
+	assert_false(cfg.virtio_console);
+	assert_int_equal(PARSE("run", "--console", "vga"), CONFIG_INVALID);
+	assert_one_line_error("--console: 'vga'");
+}
+
+static void test_disk_options(void **state)
+{
+	struct vm_config cfg;
+	char arg[300];
+
+	(void)state;
+	snprintf(arg, sizeof(arg), "%s/vmlinuz,ro,id=disk-a,queues=4", guest_dir);
+	assert_int_equal(PARSE("run", "--disk", arg, "--disk", arg), CONFIG_RUN);
+	assert_int_equal(cfg.nr_disks, 2);
+	assert_true(cfg.disks[0].read_only);
+	assert_string_equal(cfg.disks[0].id, "disk-a");
+	assert_int_equal(cfg.disks[1].queues, 4);
+}
+
+static void test_disk_errors(void **state)
+{
+	struct vm_config cfg;
+	char arg[300];
+
+	(void)state;
+	snprintf(arg, sizeof(arg), "%s/vmlinuz,queues=99", guest_dir);
+	assert_int_equal(PARSE("run", "--disk", arg), CONFIG_INVALID);
+	assert_one_line_error("queues must be 1 to 16");
+}
+
+static void test_disk_unknown_key(void **state)
+{
+	struct vm_config cfg;
+	char arg[300];
+
+	(void)state;
+	snprintf(arg, sizeof(arg), "%s/vmlinuz,cache=none", guest_dir);
+	assert_int_equal(PARSE("run", "--disk", arg), CONFIG_INVALID);
+	assert_one_line_error("--disk: unknown option 'cache=none'");
+}
+
+static void test_disk_missing_file(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--disk", "/nonexistent.img,ro"), CONFIG_INVALID);
+	assert_one_line_error("--disk: cannot open '/nonexistent.img'");
+}
+
 static void test_stray_argument(void **state)
 {
 	struct vm_config cfg;
@@ -264,6 +322,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_kernel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_initrd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stray_argument, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_console_choice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_unknown_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_command, setup, teardown),
 	};
 
