@@ -71,8 +71,6 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	dev->vdev = vdev;
 	dev->destroy = destroy;
 	dev->hooks = (struct virtio_pci_hooks){ .kick_bind = kick_bind, .msi_route = msi_route, .ctx = dev };
-	for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++)
-		dev->vp.queues[i].kick_fd = -1;
 	dev->gsi_base = irq_alloc_msi_gsis(vm, VIRTIO_PCI_MSIX_VECTORS);
 	what = "no interrupt routes left";
 	if (dev->gsi_base < 0)

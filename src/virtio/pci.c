@@ -263,12 +263,11 @@ static void write_status(struct virtio_pci *vp, uint8_t status)
 	vp->status = (uint8_t)(status | (vp->status & VIRTIO_CONFIG_S_NEEDS_RESET));
 }
 
-static uint64_t common_read(struct virtio_pci *vp, uint64_t off, unsigned int size)
+static uint64_t common_read(struct virtio_pci *vp, uint64_t off)
 {
 	const struct virtio_device_ops *ops = vp->vdev->ops;
 	struct virtio_pci_queue *pq = vp->queue_select < VIRTIO_MAX_QUEUES ? &vp->queues[vp->queue_select] : NULL;
 	uint64_t features = offered_features(vp);
-	uint16_t zero16 = 0;
 
 	switch (off) {
 	case VIRTIO_PCI_COMMON_DFSELECT: return vp->device_feature_select;
@@ -285,9 +284,9 @@ static uint64_t common_read(struct virtio_pci *vp, uint64_t off, unsigned int si
 	case VIRTIO_PCI_COMMON_Q_SELECT: return vp->queue_select;
 	default: break;
 	}
-	/* Per-queue registers; a selected queue that does not exist reads as size 0. */
+	/* Per-queue registers; a selected queue that does not exist reads as all zero (size 0). */
 	if (!pq || vp->queue_select >= ops->num_queues)
-		return field_read(&zero16, 2, 0, size > 2 ? 2 : size);
+		return 0;
 	switch (off) {
 	case VIRTIO_PCI_COMMON_Q_SIZE: return pq->size;
 	case VIRTIO_PCI_COMMON_Q_MSIX: return pq->msix_vector;
@@ -433,7 +432,7 @@ static uint64_t bar_read(void *opaque, uint64_t off, unsigned int size)
 	if (!bar_active(vp)) {
 		value = ~0ULL >> (64 - 8 * size);
 	} else if (off < VIRTIO_PCI_COMMON_OFFSET + VIRTIO_PCI_COMMON_SIZE) {
-		value = common_read(vp, off, size);
+		value = common_read(vp, off);
 	} else if (off >= VIRTIO_PCI_ISR_OFFSET && off < VIRTIO_PCI_ISR_OFFSET + VIRTIO_PCI_ISR_SIZE) {
 		value = vp->isr;  /* reading the ISR acknowledges it */
 		vp->isr = 0;
