@@ -292,7 +292,7 @@ static void hvc_input(void *ctx, const uint8_t *buf, size_t len)
 	virtio_console_input(ctx, buf, len);
 }
 
-static void console_input(void *ctx, const uint8_t *buf, size_t len)
+static void serial_input(void *ctx, const uint8_t *buf, size_t len)
 {
 	struct serial8250 *uart = ctx;
 
@@ -439,7 +439,7 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 {
 	struct main_loop ml = { .vm = vm, .loop = { .epoll_fd = -1 } };
 	struct term_input console = {
-		.sink = m->hvc ? hvc_input : console_input, .sink_ctx = m->hvc ? (void *)m->hvc : (void *)&m->com1,
+		.sink = m->hvc ? hvc_input : serial_input, .sink_ctx = m->hvc ? (void *)m->hvc : (void *)&m->com1,
 		.quit = quit_requested, .quit_ctx = vm,
 	};
 	unsigned int started = 0;
