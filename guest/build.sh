@@ -24,9 +24,10 @@ out=${1:-$root/build/guest}
 # Each package is downloaded and unpacked like the kernel; add_binary copies the
 # binary and every library ldd resolves, from the unpacked packages first, then
 # from the host (the same Debian release, so its libc matches).
-# mkfs.ext4 for the virtio-blk tests (e2fsprogs and the libraries it links).
-GUEST_PACKAGES=(e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1)
-GUEST_BINARIES=(/sbin/mke2fs /sbin/mkfs.ext4)
+# mkfs.ext4 for the virtio-blk tests and lspci for the virtio-pci ones (with the
+# libraries they link that a minimal host may lack).
+GUEST_PACKAGES=(e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 pciutils libpci3 libkmod2 libudev1 zlib1g)
+GUEST_BINARIES=(/sbin/mke2fs /sbin/mkfs.ext4 /usr/bin/lspci)
 # ----------------------------------------------------------------------------
 
 die() { echo "guest/build.sh: $*" >&2; exit 1; }
