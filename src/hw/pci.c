@@ -87,12 +87,14 @@ int pci_bus_add(struct pci_bus *bus, struct pci_device *dev)
 	return -ENOSPC;
 }
 
-uint32_t pci_device_config_read(const struct pci_device *dev, unsigned int offset, unsigned int size)
+uint32_t pci_device_config_read(struct pci_device *dev, unsigned int offset, unsigned int size)
 {
 	uint32_t value = 0;
 
 	if (offset + size > PCI_CFG_SPACE_SIZE)
 		return size == 4 ? 0xFFFFFFFFU : (1U << (size * 8)) - 1;
+	if (dev->hooks && dev->hooks->before_read)
+		dev->hooks->before_read(dev, offset, size);
 	for (unsigned int i = 0; i < size; i++)
 		value |= (uint32_t)dev->config[offset + i] << (8 * i);
 	return value;
@@ -107,6 +109,8 @@ void pci_device_config_write(struct pci_device *dev, unsigned int offset, uint32
 
 		dev->config[offset + i] = (uint8_t)((dev->config[offset + i] & ~mask) | (byte & mask));
 	}
+	if (dev->hooks && dev->hooks->after_write)
+		dev->hooks->after_write(dev, offset, size);
 }
 
 uint32_t pci_bus_config_read(struct pci_bus *bus, unsigned int slot, unsigned int offset, unsigned int size)

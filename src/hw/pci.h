@@ -23,10 +23,21 @@
 
 enum pci_bar_type { PCI_BAR_IO, PCI_BAR_MEM32, PCI_BAR_MEM64 };
 
+struct pci_device;
+
+/* Optional: for devices whose config space has side effects (a window onto a
+ * BAR, say). Called around the generic access, with the bus lock held. */
+struct pci_config_hooks {
+	void (*before_read)(struct pci_device *dev, unsigned int offset, unsigned int size);
+	void (*after_write)(struct pci_device *dev, unsigned int offset, unsigned int size);
+};
+
 struct pci_device {
 	uint8_t config[PCI_CFG_SPACE_SIZE];
 	uint8_t wmask[PCI_CFG_SPACE_SIZE];  /* bits the guest may change */
 	const char *name;
+	const struct pci_config_hooks *hooks;
+	void *owner;
 };
 
 struct pci_bus {
@@ -52,7 +63,7 @@ void pci_device_init(struct pci_device *dev, const char *name, uint16_t vendor, 
 int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, enum pci_bar_type type);
 
 /* Config-space access to one device, through its write mask. */
-uint32_t pci_device_config_read(const struct pci_device *dev, unsigned int offset, unsigned int size);
+uint32_t pci_device_config_read(struct pci_device *dev, unsigned int offset, unsigned int size);
 void pci_device_config_write(struct pci_device *dev, unsigned int offset, uint32_t value, unsigned int size);
 
 /* Config-space access for one function on bus 0 (what the data port does). */

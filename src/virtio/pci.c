@@ -3,7 +3,9 @@
  * register accesses and on the I/O thread for kicks, under the device lock. */
 #include "virtio/pci.h"
 
+#include <endian.h>
 #include <errno.h>
+#include <stddef.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_pci.h>
@@ -18,6 +20,8 @@
 #define CAP_NOTIFY 0x60
 #define CAP_ISR 0x78
 #define CAP_DEVICE 0x88
+#define CAP_PCI_CFG 0x98  /* the config-space window onto BAR 0 (4.1.4.8) */
+#define PCI_CFG_DATA (CAP_PCI_CFG + sizeof(struct virtio_pci_cap))
 #define MSIX_ENTRY_SIZE 16
 #define MSIX_CONTROL_MASKED 1U
 #define MSIX_ENABLE 0x8000
@@ -51,6 +55,57 @@ static void put_cap(struct virtio_pci *vp, unsigned int at, unsigned int next, u
 
 	memcpy(&vp->pci.config[at], &cap, sizeof(cap));
 }
+
+static uint64_t registers_read(struct virtio_pci *vp, uint64_t off, unsigned int size, bool via_bar);
+static void registers_write(struct virtio_pci *vp, uint64_t off, uint64_t value, unsigned int size, bool via_bar);
+
+/* The window's target, if the driver set one we can serve: BAR 0, 1, 2 or 4 bytes. */
+static bool pci_cfg_target(const struct virtio_pci *vp, uint32_t *offset, unsigned int *len)
+{
+	const uint8_t *cap = &vp->pci.config[CAP_PCI_CFG];
+
+	memcpy(offset, cap + offsetof(struct virtio_pci_cap, offset), 4);
+	memcpy(len, cap + offsetof(struct virtio_pci_cap, length), 4);
+	*offset = le32toh(*offset);
+	*len = le32toh(*len);
+	return cap[offsetof(struct virtio_pci_cap, bar)] == 0 && (*len == 1 || *len == 2 || *len == 4) &&
+	       *offset < VIRTIO_PCI_BAR_SIZE && *offset % *len == 0;
+}
+
+static bool touches_data(unsigned int offset, unsigned int size)
+{
+	return offset < PCI_CFG_DATA + 4 && offset + size > PCI_CFG_DATA;
+}
+
+static void pci_cfg_before_read(struct pci_device *pci, unsigned int offset, unsigned int size)
+{
+	struct virtio_pci *vp = pci->owner;
+	uint32_t target, value;
+	unsigned int len;
+
+	if (!touches_data(offset, size) || !pci_cfg_target(vp, &target, &len))
+		return;
+	/* The window works whether or not the BAR is decoded: that is what it is for. */
+	value = htole32((uint32_t)registers_read(vp, target, len, false));
+	memcpy(&pci->config[PCI_CFG_DATA], &value, 4);
+}
+
+static void pci_cfg_after_write(struct pci_device *pci, unsigned int offset, unsigned int size)
+{
+	struct virtio_pci *vp = pci->owner;
+	uint32_t target, value;
+	unsigned int len;
+
+	if (!touches_data(offset, size) || !pci_cfg_target(vp, &target, &len))
+		return;
+	memcpy(&value, &pci->config[PCI_CFG_DATA], 4);
+	registers_write(vp, target, le32toh(value) & (len == 4 ? 0xFFFFFFFFU : (1U << (8 * len)) - 1), len, false);
+}
+
+static const struct pci_config_hooks pci_cfg_window_hooks = {
+	.before_read = pci_cfg_before_read,
+	.after_write = pci_cfg_after_write,
+};
 
 static void build_config_space(struct virtio_pci *vp)
 {
@@ -86,8 +141,15 @@ static void build_config_space(struct virtio_pci *vp)
 	memcpy(&pci->config[CAP_NOTIFY + sizeof(struct virtio_pci_cap)], &multiplier, 4);
 	put_cap(vp, CAP_ISR, CAP_DEVICE, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFFSET, VIRTIO_PCI_ISR_SIZE,
 		sizeof(struct virtio_pci_cap));
-	put_cap(vp, CAP_DEVICE, 0, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET, VIRTIO_PCI_DEVICE_SIZE,
-		sizeof(struct virtio_pci_cap));
+	put_cap(vp, CAP_DEVICE, CAP_PCI_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET,
+		VIRTIO_PCI_DEVICE_SIZE, sizeof(struct virtio_pci_cap));
+	/* The driver picks bar, offset and length, then reads or writes the data. */
+	put_cap(vp, CAP_PCI_CFG, 0, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, sizeof(struct virtio_pci_cfg_cap));
+	pci->wmask[CAP_PCI_CFG + offsetof(struct virtio_pci_cap, bar)] = 0xFF;
+	memset(&pci->wmask[CAP_PCI_CFG + offsetof(struct virtio_pci_cap, offset)], 0xFF, 8);
+	memset(&pci->wmask[PCI_CFG_DATA], 0xFF, 4);
+	pci->hooks = &pci_cfg_window_hooks;
+	pci->owner = vp;
 
 	pci_device_add_bar(pci, 0, VIRTIO_PCI_BAR_SIZE, PCI_BAR_MEM64);
 	/* Assigned up front, as firmware does; Linux keeps it inside the host window. */
@@ -422,14 +484,13 @@ static bool bar_active(struct virtio_pci *vp)
 	return command & PCI_COMMAND_MEMORY;
 }
 
-static uint64_t bar_read(void *opaque, uint64_t off, unsigned int size)
+static uint64_t registers_read(struct virtio_pci *vp, uint64_t off, unsigned int size, bool via_bar)
 {
-	struct virtio_pci *vp = opaque;
 	struct virtio_dev *vdev = vp->vdev;
 	uint64_t value = 0;
 
 	pthread_mutex_lock(&vdev->lock);
-	if (!bar_active(vp)) {
+	if (via_bar && !bar_active(vp)) {
 		value = ~0ULL >> (64 - 8 * size);
 	} else if (off < VIRTIO_PCI_COMMON_OFFSET + VIRTIO_PCI_COMMON_SIZE) {
 		value = common_read(vp, off);
@@ -459,13 +520,12 @@ static void kick(struct virtio_pci *vp, unsigned int q)
 		log_warn("%s: kick eventfd: %s", vp->pci.name, strerror(errno));
 }
 
-static void bar_write(void *opaque, uint64_t off, uint64_t value, unsigned int size)
+static void registers_write(struct virtio_pci *vp, uint64_t off, uint64_t value, unsigned int size, bool via_bar)
 {
-	struct virtio_pci *vp = opaque;
 	struct virtio_dev *vdev = vp->vdev;
 
 	pthread_mutex_lock(&vdev->lock);
-	if (!bar_active(vp)) {
+	if (via_bar && !bar_active(vp)) {
 		/* ignored, as a real device ignores cycles it does not decode */
 	} else if (off < VIRTIO_PCI_COMMON_OFFSET + VIRTIO_PCI_COMMON_SIZE) {
 		common_write(vp, off, value);
@@ -483,6 +543,16 @@ static void bar_write(void *opaque, uint64_t off, uint64_t value, unsigned int s
 		msix_write(vp, off - VIRTIO_PCI_MSIX_TABLE_OFFSET, value, size);
 	}
 	pthread_mutex_unlock(&vdev->lock);
+}
+
+static uint64_t bar_read(void *opaque, uint64_t off, unsigned int size)
+{
+	return registers_read(opaque, off, size, true);
+}
+
+static void bar_write(void *opaque, uint64_t off, uint64_t value, unsigned int size)
+{
+	registers_write(opaque, off, value, size, true);
 }
 
 const struct iobus_ops virtio_pci_bar_ops = { .read = bar_read, .write = bar_write };

@@ -83,7 +83,8 @@ static void test_config_space_ids_and_caps(void **state)
 		}
 	}
 	assert_int_equal(types, (1U << VIRTIO_PCI_CAP_COMMON_CFG) | (1U << VIRTIO_PCI_CAP_NOTIFY_CFG) |
-					(1U << VIRTIO_PCI_CAP_ISR_CFG) | (1U << VIRTIO_PCI_CAP_DEVICE_CFG));
+					(1U << VIRTIO_PCI_CAP_ISR_CFG) | (1U << VIRTIO_PCI_CAP_DEVICE_CFG) |
+					(1U << VIRTIO_PCI_CAP_PCI_CFG));
 	/* 64-bit BAR at the assigned address. */
 	assert_int_equal(pci_device_config_read(&d.vp.pci, PCI_BASE_ADDRESS_0, 4), (uint32_t)VTD_BAR | 0x4);
 }
@@ -199,6 +200,32 @@ static void test_decoding_off_ignores_accesses(void **state)
 	assert_int_equal(rd(VIRTIO_PCI_COMMON_NUMQ, 2), 1);
 }
 
+/* VIRTIO_PCI_CAP_PCI_CFG: registers reached through config space alone. */
+static void test_pci_cfg_window(void **state)
+{
+	unsigned int cap;
+
+	(void)state;
+	for (cap = pci_device_config_read(&d.vp.pci, PCI_CAPABILITY_LIST, 1); cap;
+	     cap = pci_device_config_read(&d.vp.pci, cap + 1, 1))
+		if (pci_device_config_read(&d.vp.pci, cap, 1) == PCI_CAP_ID_VNDR &&
+		    pci_device_config_read(&d.vp.pci, cap + 3, 1) == VIRTIO_PCI_CAP_PCI_CFG)
+			break;
+	assert_int_not_equal(cap, 0);
+	/* Even with memory decoding off, as firmware without a BAR mapping would use it. */
+	pci_device_config_write(&d.vp.pci, PCI_COMMAND, 0, 2);
+	pci_device_config_write(&d.vp.pci, cap + 4, 0, 1);                        /* bar */
+	pci_device_config_write(&d.vp.pci, cap + 8, VIRTIO_PCI_COMMON_NUMQ, 4);   /* offset */
+	pci_device_config_write(&d.vp.pci, cap + 12, 2, 4);                       /* length */
+	assert_int_equal(pci_device_config_read(&d.vp.pci, cap + 16, 4) & 0xFFFF, 1);
+	pci_device_config_write(&d.vp.pci, cap + 8, VIRTIO_PCI_COMMON_STATUS, 4);
+	pci_device_config_write(&d.vp.pci, cap + 12, 1, 4);
+	pci_device_config_write(&d.vp.pci, cap + 16, VIRTIO_CONFIG_S_ACKNOWLEDGE, 4);
+	assert_int_equal(pci_device_config_read(&d.vp.pci, cap + 16, 4) & 0xFF, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	pci_device_config_write(&d.vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_STATUS, 1), VIRTIO_CONFIG_S_ACKNOWLEDGE);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -212,6 +239,7 @@ int main(void)
 		T(test_hostile_chain_needs_reset),
 		T(test_queue_registers_frozen_once_enabled),
 		T(test_decoding_off_ignores_accesses),
+		T(test_pci_cfg_window),
 	};
 
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);
