@@ -23,7 +23,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # libFuzzer targets: each tests/fuzz/fuzz_NAME.c with the library sources it needs.
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined
-FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/backend/block_file.c src/util/guest_mem.c src/util/log.c
+FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/backend/block_file.c src/util/guest_mem.c src/util/iov.c \
+	src/util/log.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 600

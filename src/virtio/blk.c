@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "backend/block_file.h"
+#include "util/iov.h"
 #include "util/log.h"
 
 #define BLK_QUEUE_SIZE 256
@@ -45,53 +46,6 @@ struct virtio_blk {
 	bool starved[VIRTIO_MAX_QUEUES];         /* stopped popping for lack of a free blk_io */
 	bool resetting;                          /* draining: the rings are no longer ours */
 };
-
-/* Copy the [skip, skip + len) bytes of iov[0..n) into dst as iovecs. */
-static unsigned int iov_slice(const struct iovec *iov, unsigned int n, uint64_t skip, uint64_t len,
-			      struct iovec *dst, unsigned int max)
-{
-	unsigned int out = 0;
-
-	for (unsigned int i = 0; i < n && len; i++) {
-		uint64_t take;
-
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		take = iov[i].iov_len - skip < len ? iov[i].iov_len - skip : len;
-		if (out == max)
-			break;
-		dst[out].iov_base = (uint8_t *)iov[i].iov_base + skip;
-		dst[out].iov_len = take;
-		out++;
-		len -= take;
-		skip = 0;
-	}
-	return out;
-}
-
-static uint64_t iov_total(const struct iovec *iov, unsigned int n)
-{
-	uint64_t total = 0;
-
-	for (unsigned int i = 0; i < n; i++)
-		total += iov[i].iov_len;
-	return total;
-}
-
-static void iov_to_buf(const struct iovec *iov, unsigned int n, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-
-	for (unsigned int i = 0; i < n && len; i++) {
-		size_t take = iov[i].iov_len < len ? iov[i].iov_len : len;
-
-		memcpy(p, iov[i].iov_base, take);
-		p += take;
-		len -= take;
-	}
-}
 
 enum virtio_blk_parse_result virtio_blk_parse(const struct iovec *iov, unsigned int out_num, unsigned int in_num,
 					      struct virtio_blk_request *req)
@@ -208,20 +162,10 @@ static int start(struct virtio_blk *blk, struct blk_io *bio)
 			return VIRTIO_BLK_S_OK;
 		err = block_file_flush(&blk->file, &bio->io);
 		break;
-	case VIRTIO_BLK_T_GET_ID: {
-		struct iovec id = { .iov_base = blk->id, .iov_len = VIRTIO_BLK_ID_BYTES };
-		uint64_t n = req->data_len < VIRTIO_BLK_ID_BYTES ? req->data_len : VIRTIO_BLK_ID_BYTES;
-		struct iovec dst[VIRTIO_BLK_SEG_MAX + 2];
-		unsigned int nd = iov_slice(req->data, req->data_num, 0, n, dst, VIRTIO_BLK_SEG_MAX + 2);
-		uint64_t off = 0;
-
-		for (unsigned int i = 0; i < nd; i++) {
-			memcpy(dst[i].iov_base, (uint8_t *)id.iov_base + off, dst[i].iov_len);
-			off += dst[i].iov_len;
-		}
-		finish(bio, VIRTIO_BLK_S_OK, (uint32_t)n);
+	case VIRTIO_BLK_T_GET_ID:
+		finish(bio, VIRTIO_BLK_S_OK,
+		       (uint32_t)iov_from_buf(req->data, req->data_num, blk->id, VIRTIO_BLK_ID_BYTES));
 		return -1;
-	}
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		/* We offer one segment per request (max_*_seg = 1). */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/iov.h"
 #include "util/log.h"
 
 #define CONSOLE_QUEUE_SIZE 64
@@ -72,18 +73,13 @@ static size_t deliver(struct virtio_console *con, const uint8_t *buf, size_t len
 	size_t done = 0;
 
 	while (done < len && con->vdev.vq_ready[RECEIVEQ] && !virtq_is_broken(vq)) {
-		uint32_t written = 0;
+		size_t written;
 
 		if (virtq_pop(vq, &con->elem) <= 0)
 			break;
-		for (unsigned int i = con->elem.out_num; i < con->elem.out_num + con->elem.in_num && done < len; i++) {
-			size_t n = con->elem.iov[i].iov_len < len - done ? con->elem.iov[i].iov_len : len - done;
-
-			memcpy(con->elem.iov[i].iov_base, buf + done, n);
-			done += n;
-			written += (uint32_t)n;
-		}
-		virtq_push(vq, con->elem.head, written);
+		written = iov_from_buf(con->elem.iov + con->elem.out_num, con->elem.in_num, buf + done, len - done);
+		done += written;
+		virtq_push(vq, con->elem.head, (uint32_t)written);
 	}
 	if (done)
 		virtio_dev_notify(&con->vdev, RECEIVEQ);
