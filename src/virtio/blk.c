@@ -27,7 +27,6 @@ struct blk_io {
 	struct block_io io;          /* first: the backend hands this back */
 	struct virtio_blk *blk;
 	unsigned int queue;
-	bool in_use;
 	bool retried;                /* write-zeroes already fell back to punching a hole */
 	struct virtq_elem elem;
 	struct iovec iov[VIRTIO_BLK_SEG_MAX + 2];
@@ -42,6 +41,9 @@ struct virtio_blk {
 	char id[VIRTIO_BLK_ID_BYTES];
 	struct virtio_blk_config config;
 	struct blk_io *ios[VIRTIO_MAX_QUEUES];   /* BLK_QUEUE_SIZE per queue */
+	/* Free slots of each queue's ios, as a stack: taking one is O(1) on the request path. */
+	struct blk_io **free_ios[VIRTIO_MAX_QUEUES];
+	unsigned int nr_free[VIRTIO_MAX_QUEUES];
 	bool pushed[VIRTIO_MAX_QUEUES];
 	bool starved[VIRTIO_MAX_QUEUES];         /* stopped popping for lack of a free blk_io */
 	bool resetting;                          /* draining: the rings are no longer ours */
@@ -89,12 +91,19 @@ enum virtio_blk_parse_result virtio_blk_parse(const struct iovec *iov, unsigned 
 	return VIRTIO_BLK_PARSED;
 }
 
+static void release(struct blk_io *bio)
+{
+	struct virtio_blk *blk = bio->blk;
+
+	blk->free_ios[bio->queue][blk->nr_free[bio->queue]++] = bio;
+}
+
 /* Finish one request: status, used ring, and free the slot. */
 static void finish(struct blk_io *bio, uint8_t status, uint32_t written)
 {
 	struct virtio_blk *blk = bio->blk;
 
-	bio->in_use = false;
+	release(bio);
 	if (blk->resetting)
 		return;
 	*bio->req.status = status;
@@ -191,12 +200,9 @@ static int start(struct virtio_blk *blk, struct blk_io *bio)
 	return err ? VIRTIO_BLK_S_IOERR : -1;
 }
 
-static struct blk_io *free_io(struct virtio_blk *blk, unsigned int q)
+static struct blk_io *take_free(struct virtio_blk *blk, unsigned int q)
 {
-	for (unsigned int i = 0; i < BLK_QUEUE_SIZE; i++)
-		if (!blk->ios[q][i].in_use)
-			return &blk->ios[q][i];
-	return NULL;
+	return blk->nr_free[q] ? blk->free_ios[q][--blk->nr_free[q]] : NULL;
 }
 
 static void notify_pushed(struct virtio_blk *blk)
@@ -217,20 +223,21 @@ static bool blk_kick(struct virtio_dev *vdev, unsigned int q)
 
 	blk->starved[q] = false;
 	for (unsigned int n = 0; n < BLK_REQUESTS_PER_KICK; n++) {
-		struct blk_io *bio = free_io(blk, q);
+		struct blk_io *bio = take_free(blk, q);
 		int status;
 
 		if (!bio) {
 			blk->starved[q] = true;  /* a completion will call us again */
 			break;
 		}
-		if (virtq_pop(vq, &bio->elem) <= 0)
+		if (virtq_pop(vq, &bio->elem) <= 0) {
+			release(bio);
 			break;
-		bio->in_use = true;
+		}
 		bio->retried = false;
 		switch (virtio_blk_parse(bio->elem.iov, bio->elem.out_num, bio->elem.in_num, &bio->req)) {
 		case VIRTIO_BLK_NO_STATUS:
-			bio->in_use = false;
+			release(bio);
 			vdev->set_needs_reset(vdev);
 			return false;
 		case VIRTIO_BLK_BAD_REQUEST:
@@ -274,11 +281,9 @@ static void blk_reset(struct virtio_dev *vdev)
 	blk->resetting = true;
 	block_file_drain(&blk->file);
 	blk->resetting = false;
-	for (unsigned int q = 0; q < blk->ops.num_queues; q++) {
-		for (unsigned int i = 0; i < BLK_QUEUE_SIZE; i++)
-			blk->ios[q][i].in_use = false;
+	/* Every slot came back through finish() while draining. */
+	for (unsigned int q = 0; q < blk->ops.num_queues; q++)
 		blk->pushed[q] = blk->starved[q] = false;
-	}
 }
 
 static void blk_config_read(struct virtio_dev *vdev, uint32_t offset, void *buf, uint32_t len)
@@ -333,7 +338,8 @@ struct virtio_dev *virtio_blk_create(const struct virtio_blk_options *opts)
 	};
 	for (unsigned int q = 0; q < opts->queues; q++) {
 		blk->ios[q] = calloc(BLK_QUEUE_SIZE, sizeof(struct blk_io));
-		if (!blk->ios[q]) {
+		blk->free_ios[q] = calloc(BLK_QUEUE_SIZE, sizeof(struct blk_io *));
+		if (!blk->ios[q] || !blk->free_ios[q]) {
 			virtio_blk_destroy(&blk->vdev);
 			return NULL;
 		}
@@ -344,6 +350,7 @@ struct virtio_dev *virtio_blk_create(const struct virtio_blk_options *opts)
 			bio->blk = blk;
 			bio->queue = q;
 			virtq_elem_init(&bio->elem, bio->iov, VIRTIO_BLK_SEG_MAX + 2);
+			release(bio);
 		}
 	}
 	blk->vdev.ops = &blk->ops;
@@ -356,8 +363,10 @@ void virtio_blk_destroy(struct virtio_dev *vdev)
 	struct virtio_blk *blk = (struct virtio_blk *)vdev;
 
 	block_file_close(&blk->file);  /* drains: completions still land in guest RAM */
-	for (unsigned int q = 0; q < VIRTIO_MAX_QUEUES; q++)
+	for (unsigned int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		free(blk->ios[q]);
+		free(blk->free_ios[q]);
+	}
 	pthread_mutex_destroy(&vdev->lock);
 	free(blk);
 }
