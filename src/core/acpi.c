@@ -234,6 +234,33 @@ static void aml_dword_memory(struct aml *a, uint32_t min, uint32_t max)
 	aml_le(a, (uint64_t)max - min + 1, 4);
 }
 
+/* _PRT: where each slot's INTA-INTD land, as GSIs on the IOAPIC (the
+ * source is Zero), so a driver without MSI-X still gets its interrupt. */
+static void aml_prt(struct aml *a)
+{
+	static const uint8_t package_op[] = { AML_PACKAGE };
+	size_t table, entry;
+
+	aml_name(a, "_PRT");
+	table = aml_open(a, package_op, sizeof(package_op));
+	aml_byte(a, PCI_SLOTS * 4);
+	for (unsigned int slot = 0; slot < PCI_SLOTS; slot++) {
+		for (unsigned int pin = 1; pin <= 4; pin++) {
+			entry = aml_open(a, package_op, sizeof(package_op));
+			aml_byte(a, 4);
+			aml_byte(a, AML_DWORD_PREFIX);
+			aml_le(a, (uint64_t)slot << 16 | 0xFFFF, 4);  /* any function of the slot */
+			aml_byte(a, AML_BYTE_PREFIX);
+			aml_byte(a, (uint8_t)(pin - 1));             /* _PRT counts INTA as 0 */
+			aml_byte(a, AML_ZERO);
+			aml_byte(a, AML_BYTE_PREFIX);
+			aml_byte(a, (uint8_t)pci_intx_gsi(slot, pin));
+			aml_close(a, entry);
+		}
+	}
+	aml_close(a, table);
+}
+
 size_t acpi_build_dsdt_aml(uint8_t *buf, size_t size)
 {
 	static const uint8_t scope_op[] = { AML_SCOPE }, device_op[] = { 0x5B, 0x82 };
@@ -294,6 +321,7 @@ size_t acpi_build_dsdt_aml(uint8_t *buf, size_t size)
 		buf[crs_bytes + 1] = (uint8_t)(n >> 8);
 	}
 	aml_close(&a, crs);
+	aml_prt(&a);
 	aml_close(&a, device);
 	aml_close(&a, scope);
 

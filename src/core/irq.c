@@ -19,6 +19,9 @@
 struct irq_routes {
 	pthread_mutex_t lock;
 	unsigned int nr_msi;
+	/* Level-triggered lines several devices share: KVM_IRQ_LINE keeps one
+	 * level per line, so we count the devices asserting each pin. */
+	unsigned int shared_asserted[IOAPIC_PINS];
 	struct {
 		bool set;
 		uint64_t addr;
@@ -135,6 +138,22 @@ int irq_init(struct vm *vm)
 		return -1;
 	}
 	return 0;
+}
+
+void irq_shared_line_set(struct vm *vm, unsigned int gsi, bool asserted)
+{
+	struct irq_routes *r = vm->irq_routes;
+	unsigned int *count;
+
+	if (gsi >= IOAPIC_PINS)
+		return;
+	count = &r->shared_asserted[gsi];
+	pthread_mutex_lock(&r->lock);
+	if (asserted && (*count)++ == 0)
+		vm_irq_line(vm, gsi, 1);
+	else if (!asserted && *count && --(*count) == 0)
+		vm_irq_line(vm, gsi, 0);
+	pthread_mutex_unlock(&r->lock);
 }
 
 void vm_irq_line(struct vm *vm, unsigned int gsi, int level)

@@ -3,6 +3,7 @@
 #define KVIO_CORE_IRQ_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 
 #include "core/vm.h"
 
@@ -14,6 +15,10 @@ void irq_destroy(struct vm *vm);
 int irq_alloc_msi_gsis(struct vm *vm, unsigned int count);
 /* Point gsi at the MSI (addr, data); safe from any thread. */
 int irq_set_msi_route(struct vm *vm, unsigned int gsi, uint64_t addr, uint32_t data);
+/* One device's level on a shared, level-triggered IOAPIC pin (PCI INTx).
+ * Each caller must alternate assert and deassert; the line is high while any
+ * device asserts it. */
+void irq_shared_line_set(struct vm *vm, unsigned int gsi, bool asserted);
 /* Writes to fd inject gsi without leaving the kernel (KVM_IRQFD). */
 int irq_add_irqfd(struct vm *vm, int fd, unsigned int gsi);
 /* Guest writes of len bytes at MMIO addr signal fd instead of exiting (KVM_IOEVENTFD). */

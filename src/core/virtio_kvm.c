@@ -36,6 +36,13 @@ static int msi_route(void *ctx, unsigned int vector, uint64_t addr, uint32_t dat
 	return err;
 }
 
+static void intx_set(void *ctx, bool asserted)
+{
+	struct virtio_kvm_device *dev = ctx;
+
+	irq_shared_line_set(dev->vm, dev->intx_gsi, asserted);
+}
+
 static void kick_ready(struct event_handler *handler, uint32_t events)
 {
 	struct virtio_kvm_kick *kick = (struct virtio_kvm_kick *)handler;
@@ -70,7 +77,8 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	dev->vm = vm;
 	dev->vdev = vdev;
 	dev->destroy = destroy;
-	dev->hooks = (struct virtio_pci_hooks){ .kick_bind = kick_bind, .msi_route = msi_route, .ctx = dev };
+	dev->hooks = (struct virtio_pci_hooks){ .kick_bind = kick_bind, .msi_route = msi_route,
+					     .intx_set = intx_set, .ctx = dev };
 	dev->gsi_base = irq_alloc_msi_gsis(vm, VIRTIO_PCI_MSIX_VECTORS);
 	what = "no interrupt routes left";
 	if (dev->gsi_base < 0)
@@ -85,6 +93,8 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	what = "no free PCI slot";
 	if (pci_bus_add(bus, &dev->vp.pci) < 0)
 		goto fail_transport;
+	/* Kept apart from the interrupt line register, which the guest may overwrite. */
+	dev->intx_gsi = dev->vp.pci.config[PCI_INTERRUPT_LINE];
 	*next_bar += VIRTIO_PCI_BAR_SIZE;
 	for (unsigned int q = 0; q < vdev->ops->num_queues; q++) {
 		dev->kicks[q] = (struct virtio_kvm_kick){

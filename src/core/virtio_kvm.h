@@ -21,6 +21,7 @@ struct virtio_kvm_device {
 	struct virtio_pci vp;
 	struct virtio_pci_hooks hooks;
 	int gsi_base;
+	unsigned int intx_gsi;
 	bool irqfd_bound[VIRTIO_PCI_MSIX_VECTORS];
 	struct virtio_kvm_kick kicks[VIRTIO_MAX_QUEUES];
 	struct event_handler device_event;

@@ -81,6 +81,9 @@ int pci_bus_add(struct pci_bus *bus, struct pci_device *dev)
 	for (int slot = 0; slot < PCI_SLOTS; slot++) {
 		if (!bus->slots[slot]) {
 			bus->slots[slot] = dev;
+			if (dev->config[PCI_INTERRUPT_PIN])
+				dev->config[PCI_INTERRUPT_LINE] =
+					(uint8_t)pci_intx_gsi((unsigned int)slot, dev->config[PCI_INTERRUPT_PIN]);
 			return slot;
 		}
 	}

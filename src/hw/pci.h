@@ -21,6 +21,17 @@
 #define PCI_VENDOR_ID_REDHAT 0x1B36
 #define PCI_DEVICE_ID_REDHAT_HOST_BRIDGE 0x0008
 
+/* INTx wiring: pin P (1 = INTA) of slot S goes to IOAPIC pin
+ * PCI_INTX_GSI_BASE + (S + P - 1) % PCI_INTX_GSIS, the usual swizzle that
+ * spreads slots over the lines. The DSDT's _PRT says the same to the guest. */
+#define PCI_INTX_GSI_BASE 16
+#define PCI_INTX_GSIS 8
+
+static inline unsigned int pci_intx_gsi(unsigned int slot, unsigned int pin)
+{
+	return PCI_INTX_GSI_BASE + (slot + pin - 1) % PCI_INTX_GSIS;
+}
+
 enum pci_bar_type { PCI_BAR_IO, PCI_BAR_MEM32, PCI_BAR_MEM64 };
 
 struct pci_device;
@@ -54,7 +65,8 @@ extern const struct iobus_ops pci_config_data_ops;     /* 4 ports at 0xCFC */
 void pci_bus_init(struct pci_bus *bus);
 void pci_bus_destroy(struct pci_bus *bus);
 
-/* Put dev in the first free slot; returns the slot or -ENOSPC. */
+/* Put dev in the first free slot; returns the slot or -ENOSPC. A device with
+ * an interrupt pin gets its interrupt line filled in, as firmware would. */
 int pci_bus_add(struct pci_bus *bus, struct pci_device *dev);
 
 void pci_device_init(struct pci_device *dev, const char *name, uint16_t vendor, uint16_t device,

@@ -72,9 +72,9 @@ static bool pci_cfg_target(const struct virtio_pci *vp, uint32_t *offset, unsign
 	       *offset < VIRTIO_PCI_BAR_SIZE && *offset % *len == 0;
 }
 
-static bool touches_data(unsigned int offset, unsigned int size)
+static bool touches(unsigned int offset, unsigned int size, unsigned int field, unsigned int field_size)
 {
-	return offset < PCI_CFG_DATA + 4 && offset + size > PCI_CFG_DATA;
+	return offset < field + field_size && offset + size > field;
 }
 
 static void pci_cfg_before_read(struct pci_device *pci, unsigned int offset, unsigned int size)
@@ -83,28 +83,38 @@ static void pci_cfg_before_read(struct pci_device *pci, unsigned int offset, uns
 	uint32_t target, value;
 	unsigned int len;
 
-	if (!touches_data(offset, size) || !pci_cfg_target(vp, &target, &len))
+	if (!touches(offset, size, PCI_CFG_DATA, 4) || !pci_cfg_target(vp, &target, &len))
 		return;
 	/* The window works whether or not the BAR is decoded: that is what it is for. */
 	value = htole32((uint32_t)registers_read(vp, target, len, false));
 	memcpy(&pci->config[PCI_CFG_DATA], &value, 4);
 }
 
-static void pci_cfg_after_write(struct pci_device *pci, unsigned int offset, unsigned int size)
+static void update_intx(struct virtio_pci *vp);
+static void deliver_pending(struct virtio_pci *vp);
+
+static void config_after_write(struct pci_device *pci, unsigned int offset, unsigned int size)
 {
 	struct virtio_pci *vp = pci->owner;
 	uint32_t target, value;
 	unsigned int len;
 
-	if (!touches_data(offset, size) || !pci_cfg_target(vp, &target, &len))
+	/* INTx disable, MSI-X enable and the function mask change where interrupts go. */
+	if (touches(offset, size, PCI_COMMAND, 2) || touches(offset, size, CAP_MSIX + PCI_MSIX_FLAGS, 2)) {
+		pthread_mutex_lock(&vp->vdev->lock);
+		update_intx(vp);
+		deliver_pending(vp);
+		pthread_mutex_unlock(&vp->vdev->lock);
+	}
+	if (!touches(offset, size, PCI_CFG_DATA, 4) || !pci_cfg_target(vp, &target, &len))
 		return;
 	memcpy(&value, &pci->config[PCI_CFG_DATA], 4);
 	registers_write(vp, target, le32toh(value) & (len == 4 ? 0xFFFFFFFFU : (1U << (8 * len)) - 1), len, false);
 }
 
-static const struct pci_config_hooks pci_cfg_window_hooks = {
+static const struct pci_config_hooks config_hooks = {
 	.before_read = pci_cfg_before_read,
-	.after_write = pci_cfg_after_write,
+	.after_write = config_after_write,
 };
 
 static void build_config_space(struct virtio_pci *vp)
@@ -124,8 +134,7 @@ static void build_config_space(struct virtio_pci *vp)
 	pci->config[PCI_SUBSYSTEM_ID + 1] = 0x11;
 	memcpy(&pci->config[PCI_STATUS], &status, 2);
 	pci->config[PCI_CAPABILITY_LIST] = CAP_MSIX;
-	/* No INTx pin: interrupts are MSI-X only. */
-	pci->config[PCI_INTERRUPT_PIN] = 0;
+	pci->config[PCI_INTERRUPT_PIN] = 1;  /* INTA, for drivers that do not enable MSI-X */
 
 	pci->config[CAP_MSIX + PCI_CAP_LIST_ID] = PCI_CAP_ID_MSIX;
 	pci->config[CAP_MSIX + PCI_CAP_LIST_NEXT] = CAP_COMMON;
@@ -148,7 +157,7 @@ static void build_config_space(struct virtio_pci *vp)
 	pci->wmask[CAP_PCI_CFG + offsetof(struct virtio_pci_cap, bar)] = 0xFF;
 	memset(&pci->wmask[CAP_PCI_CFG + offsetof(struct virtio_pci_cap, offset)], 0xFF, 8);
 	memset(&pci->wmask[PCI_CFG_DATA], 0xFF, 4);
-	pci->hooks = &pci_cfg_window_hooks;
+	pci->hooks = &config_hooks;
 	pci->owner = vp;
 
 	pci_device_add_bar(pci, 0, VIRTIO_PCI_BAR_SIZE, PCI_BAR_MEM64);
@@ -158,17 +167,41 @@ static void build_config_space(struct virtio_pci *vp)
 		pci->config[PCI_BASE_ADDRESS_0 + i] = (uint8_t)(vp->bar_addr >> (8 * i));
 }
 
-static void deliver_vector(struct virtio_pci *vp, uint16_t vector)
+static bool msix_enabled(const struct virtio_pci *vp)
 {
 	uint16_t control;
+
+	memcpy(&control, &vp->pci.config[CAP_MSIX + PCI_MSIX_FLAGS], 2);
+	return le16toh(control) & MSIX_ENABLE;
+}
+
+/* INTx is level-triggered: the line is up while the ISR holds an unread bit,
+ * MSI-X is off and the driver has not disabled INTx in the command register. */
+static void update_intx(struct virtio_pci *vp)
+{
+	uint16_t command, status;
+	bool level;
+
+	memcpy(&command, &vp->pci.config[PCI_COMMAND], 2);
+	memcpy(&status, &vp->pci.config[PCI_STATUS], 2);
+	level = vp->isr && !msix_enabled(vp) && !(le16toh(command) & PCI_COMMAND_INTX_DISABLE);
+	status = htole16(vp->isr ? le16toh(status) | PCI_STATUS_INTERRUPT : le16toh(status) & ~PCI_STATUS_INTERRUPT);
+	memcpy(&vp->pci.config[PCI_STATUS], &status, 2);
+	if (level == vp->intx_asserted)
+		return;
+	vp->intx_asserted = level;
+	if (vp->hooks && vp->hooks->intx_set)
+		vp->hooks->intx_set(vp->hooks->ctx, level);
+}
+
+static void deliver_vector(struct virtio_pci *vp, uint16_t vector)
+{
 	uint64_t one = 1;
 
 	if (vector >= VIRTIO_PCI_MSIX_VECTORS)
 		return;  /* VIRTIO_MSI_NO_VECTOR: the driver wants no interrupt */
-	memcpy(&control, &vp->pci.config[CAP_MSIX + PCI_MSIX_FLAGS], 2);
-	if (!(control & MSIX_ENABLE))
-		return;  /* no INTx fallback: this device has no interrupt pin */
-	if ((control & MSIX_FUNCTION_MASK) || (vp->msix[vector].control & MSIX_CONTROL_MASKED)) {
+	if (vp->pci.config[CAP_MSIX + PCI_MSIX_FLAGS + 1] & (MSIX_FUNCTION_MASK >> 8) ||
+	    (vp->msix[vector].control & MSIX_CONTROL_MASKED)) {
 		vp->msix_pending |= 1ULL << vector;
 		return;
 	}
@@ -176,12 +209,37 @@ static void deliver_vector(struct virtio_pci *vp, uint16_t vector)
 		log_warn("%s: interrupt eventfd: %s", vp->pci.name, strerror(errno));
 }
 
+/* Vectors that fired while masked go out once neither they nor the function are. */
+static void deliver_pending(struct virtio_pci *vp)
+{
+	uint64_t pending = vp->msix_pending;
+
+	if (!msix_enabled(vp))
+		return;
+	vp->msix_pending = 0;
+	for (unsigned int vector = 0; vector < VIRTIO_PCI_MSIX_VECTORS; vector++) {
+		if (pending & (1ULL << vector))
+			deliver_vector(vp, (uint16_t)vector);
+	}
+}
+
+/* MSI-X vector when the driver enabled MSI-X, else the ISR bit and INTx. */
+static void raise_interrupt(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
+{
+	if (msix_enabled(vp)) {
+		deliver_vector(vp, vector);
+		return;
+	}
+	vp->isr |= isr_bit;
+	update_intx(vp);
+}
+
 static void used_notify(struct virtio_dev *vdev, unsigned int q)
 {
 	struct virtio_pci *vp = vdev->transport;
 
 	if (virtq_should_notify(&vdev->vq[q]))
-		deliver_vector(vp, vp->queues[q].msix_vector);
+		raise_interrupt(vp, vp->queues[q].msix_vector, VIRTIO_PCI_ISR_QUEUE);
 }
 
 static void set_needs_reset(struct virtio_dev *vdev)
@@ -192,8 +250,8 @@ static void set_needs_reset(struct virtio_dev *vdev)
 		return;
 	log_warn("%s: device needs reset", vp->pci.name);
 	vp->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
-	vp->isr |= VIRTIO_PCI_ISR_CONFIG;
-	deliver_vector(vp, vp->config_vector);
+	vp->isr |= VIRTIO_PCI_ISR_CONFIG;  /* set in MSI-X mode too, per the spec */
+	raise_interrupt(vp, vp->config_vector, VIRTIO_PCI_ISR_CONFIG);
 }
 
 static void reset_device(struct virtio_pci *vp)
@@ -214,6 +272,7 @@ static void reset_device(struct virtio_pci *vp)
 	vp->device_feature_select = vp->driver_feature_select = 0;
 	vp->status = 0;
 	vp->isr = 0;
+	update_intx(vp);
 	vp->queue_select = 0;
 	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
 	vp->msix_pending = 0;
@@ -497,6 +556,7 @@ static uint64_t registers_read(struct virtio_pci *vp, uint64_t off, unsigned int
 	} else if (off >= VIRTIO_PCI_ISR_OFFSET && off < VIRTIO_PCI_ISR_OFFSET + VIRTIO_PCI_ISR_SIZE) {
 		value = vp->isr;  /* reading the ISR acknowledges it */
 		vp->isr = 0;
+		update_intx(vp);
 	} else if (off >= VIRTIO_PCI_DEVICE_OFFSET && off < VIRTIO_PCI_DEVICE_OFFSET + VIRTIO_PCI_DEVICE_SIZE) {
 		uint32_t cfg_off = (uint32_t)(off - VIRTIO_PCI_DEVICE_OFFSET);
 

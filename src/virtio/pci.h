@@ -28,12 +28,15 @@
 #define VIRTIO_PCI_MSIX_TABLE_OFFSET 0x4000
 #define VIRTIO_PCI_MSIX_PBA_OFFSET 0x5000
 #define VIRTIO_PCI_MSIX_VECTORS (VIRTIO_MAX_QUEUES + 1)  /* one per queue, one for config */
+#define VIRTIO_PCI_ISR_QUEUE 0x1  /* the UAPI header names only the config bit */
 
 struct virtio_pci_hooks {
 	/* Have guest writes to addr signal fd without an exit (KVM ioeventfd). */
 	int (*kick_bind)(void *ctx, uint64_t addr, int fd);
 	/* Deliver writes to fd as the MSI (addr, data) (KVM irqfd + MSI route). */
 	int (*msi_route)(void *ctx, unsigned int vector_index, uint64_t addr, uint32_t data, int fd);
+	/* Raise or lower the device's INTx line (used while MSI-X is off). */
+	void (*intx_set)(void *ctx, bool asserted);
 	void *ctx;
 };
 
@@ -62,6 +65,7 @@ struct virtio_pci {
 	uint64_t driver_features;
 	uint8_t status;
 	uint8_t isr;
+	bool intx_asserted;
 	uint8_t config_generation;
 	uint16_t queue_select;
 	uint16_t config_vector;
@@ -75,7 +79,7 @@ extern const struct iobus_ops virtio_pci_bar_ops;
 
 /* Set up the transport for vdev with BAR 0 at bar_addr. hooks may be NULL
  * (tests): kicks then arrive through the notify registers and interrupts only
- * signal the vectors' eventfds. Returns 0 or -errno. */
+ * signal the vectors' eventfds (and INTx goes nowhere). Returns 0 or -errno. */
 int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct guest_mem *mem,
 		    uint64_t bar_addr, const struct virtio_pci_hooks *hooks);
 void virtio_pci_destroy(struct virtio_pci *vp);

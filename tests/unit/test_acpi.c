@@ -8,6 +8,7 @@
 
 #include "core/acpi.h"
 #include "hw/acpi_pm.h"
+#include "hw/pci.h"
 #include "hw/i8042.h"
 
 #define RAM_SIZE (2ULL << 20)
@@ -165,6 +166,29 @@ static void test_dsdt_has_s5_com1_and_pci_root(void **state)
 	assert_true((size_t)(device + 2 - dsdt) + ((device[2] & 0xF) | device[3] << 4) <= len);
 }
 
+static void test_dsdt_routes_every_slot_intx(void **state)
+{
+	const uint8_t *fadt, *madt, *dsdt, *prt;
+	uint32_t len;
+
+	(void)state;
+	walk(1, &fadt, &madt, &dsdt);
+	len = le32(dsdt + 4);
+	prt = find_bytes(dsdt, len, "_PRT", 4);
+	assert_non_null(prt);
+	prt += 4;
+	assert_int_equal(prt[0], 0x12);  /* Package */
+	assert_int_equal(prt[1] >> 6, 1); /* 128 entries: two-byte PkgLength */
+	assert_int_equal(prt[3], PCI_SLOTS * 4);
+	/* Slot 3, INTA: Package(4) { 0x0003FFFF, 0, Zero, GSI } */
+	const uint8_t entry[] = { 0x12, 0x0C, 0x04, 0x0C, 0xFF, 0xFF, 0x03, 0x00, 0x0A, 0x00, 0x00,
+				  0x0A, (uint8_t)pci_intx_gsi(3, 1) };
+
+	assert_non_null(find_bytes(prt, len - (uint32_t)(prt - dsdt), entry, sizeof(entry)));
+	assert_int_equal(pci_intx_gsi(3, 1), 19);
+	assert_int_equal(pci_intx_gsi(8, 2), 17);
+}
+
 static void test_aml_overflow_is_reported(void **state)
 {
 	uint8_t small[16];
@@ -220,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_fadt_is_hardware_reduced),
 		cmocka_unit_test(test_madt_lists_every_cpu),
 		cmocka_unit_test(test_dsdt_has_s5_com1_and_pci_root),
+		cmocka_unit_test(test_dsdt_routes_every_slot_intx),
 		cmocka_unit_test(test_aml_overflow_is_reported),
 		cmocka_unit_test(test_sleep_control_powers_off),
 		cmocka_unit_test(test_i8042_reset),

@@ -143,6 +143,58 @@ static void test_masked_vector_is_pending_until_unmasked(void **state)
 	assert_int_equal(rd(VIRTIO_PCI_MSIX_PBA_OFFSET, 4) & 1, 0);
 }
 
+static void test_function_mask_holds_vectors_pending(void **state)
+{
+	(void)state;
+	start_rng();
+	pci_device_config_write(&d.vp.pci, 0x40 + PCI_MSIX_FLAGS, 0xC000, 2);  /* enable + function mask */
+	offer_writable(vtd_alloc(&d, 8), 8);
+	vtd_kick(&d, 0);
+	assert_false(vtd_interrupted(&d, 0));
+	pci_device_config_write(&d.vp.pci, 0x40 + PCI_MSIX_FLAGS, 0x8000, 2);
+	assert_true(vtd_interrupted(&d, 0));
+	assert_false(d.intx);
+}
+
+/* What Linux does with pci=nomsi: no MSI-X, queue vectors left at NO_VECTOR,
+ * and the interrupt handler reads the ISR, which lowers the line. */
+static void test_intx_when_msix_is_off(void **state)
+{
+	uint32_t id, len;
+
+	(void)state;
+	assert_int_equal(pci_device_config_read(&d.vp.pci, PCI_INTERRUPT_PIN, 1), 1);
+	pci_device_config_write(&d.vp.pci, 0x40 + PCI_MSIX_FLAGS, 0, 2);
+	assert_true(vtd_negotiate(&d, 1ULL << VIRTIO_F_VERSION_1));
+	vtd_setup_queue(&d, 0, QSIZE, 0);
+	wr(VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	wr(VIRTIO_PCI_COMMON_Q_MSIX, VIRTIO_MSI_NO_VECTOR, 2);
+	vtd_driver_ok(&d);
+
+	offer_writable(vtd_alloc(&d, 8), 8);
+	vtd_kick(&d, 0);
+	assert_true(vtd_next_used(&d, 0, &id, &len));
+	assert_false(vtd_interrupted(&d, 0));  /* no MSI-X message */
+	assert_true(d.intx);
+	assert_true(pci_device_config_read(&d.vp.pci, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	assert_int_equal(rd(VIRTIO_PCI_ISR_OFFSET, 1), 1);  /* queue interrupt; reading acknowledges */
+	assert_false(d.intx);
+	assert_false(pci_device_config_read(&d.vp.pci, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	assert_int_equal(rd(VIRTIO_PCI_ISR_OFFSET, 1), 0);
+
+	/* INTx disabled in the command register: the line stays low until re-enabled. */
+	pci_device_config_write(&d.vp.pci, PCI_COMMAND,
+				PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE, 2);
+	offer_writable(vtd_alloc(&d, 8), 8);
+	vtd_kick(&d, 0);
+	assert_false(d.intx);
+	pci_device_config_write(&d.vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	assert_true(d.intx);
+	/* A device reset drops the pending interrupt with everything else. */
+	wr(VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_false(d.intx);
+}
+
 static void test_bad_ring_address_needs_reset(void **state)
 {
 	(void)state;
@@ -235,6 +287,8 @@ int main(void)
 		T(test_feature_negotiation),
 		T(test_rng_fills_buffers_and_interrupts),
 		T(test_masked_vector_is_pending_until_unmasked),
+		T(test_function_mask_holds_vectors_pending),
+		T(test_intx_when_msix_is_off),
 		T(test_bad_ring_address_needs_reset),
 		T(test_hostile_chain_needs_reset),
 		T(test_queue_registers_frozen_once_enabled),

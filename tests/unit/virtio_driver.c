@@ -10,6 +10,13 @@
 
 #define RING_AREA 0x10000ULL  /* each queue's rings live in their own 64 KiB */
 
+static void record_intx(void *ctx, bool asserted)
+{
+	struct vtd *d = ctx;
+
+	d->intx = asserted;
+}
+
 void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 {
 	memset(d, 0, sizeof(*d));
@@ -17,7 +24,8 @@ void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 	d->ram_size = ram_size;
 	d->next_data = VTD_DATA_START;
 	guest_mem_layout(&d->mem, d->ram, ram_size, -1);
-	if (!d->ram || virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, NULL))
+	d->hooks = (struct virtio_pci_hooks){ .intx_set = record_intx, .ctx = d };
+	if (!d->ram || virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, &d->hooks))
 		abort();
 	pci_device_config_write(&d->vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
 	/* MSI-X on, as Linux enables it before touching the queues. */

@@ -23,6 +23,8 @@ struct vtd {
 	uint64_t ram_size;
 	struct guest_mem mem;
 	struct virtio_pci vp;
+	struct virtio_pci_hooks hooks;
+	bool intx;                /* the device's INTx line, as the platform sees it */
 	uint64_t next_data;
 	struct {
 		uint16_t size, avail_idx, next_desc, used_seen;
