@@ -9,7 +9,8 @@
 #                               (kernel/lib/modules/VERSION); tests/testbed reuses it
 #   busybox/                    the unpacked busybox-static package
 #   debs/                       downloaded packages, kept as a cache
-# Needs: apt (with package lists), dpkg, kmod (depmod, modprobe), cpio, gzip.
+# Needs: apt (with package lists), dpkg, dpkg-dev, kmod (depmod, modprobe), cpio, gzip,
+# and a C toolchain (fio is built from source).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -28,6 +29,9 @@ out=${1:-$root/build/guest}
 # libraries they link that a minimal host may lack).
 GUEST_PACKAGES=(e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 pciutils libpci3 libkmod2 libudev1 zlib1g)
 GUEST_BINARIES=(/sbin/mke2fs /sbin/mkfs.ext4 /usr/bin/lspci)
+# fio for bench/blk is built from Debian's source package (see build_fio): the
+# binary package links about 80 MB of libraries (ceph, gluster, ICU...) for
+# engines the guest never uses.
 # ----------------------------------------------------------------------------
 
 die() { echo "guest/build.sh: $*" >&2; exit 1; }
@@ -135,6 +139,54 @@ add_binary() {
 		cp -L "$lib" "$extra$dest"
 	done
 }
+# Downloads the source package PKG (the version apt would install) into
+# OUTDIR/src and unpacks it into OUTDIR/src/PKG; prints that directory. The
+# host's apt sources have no deb-src lines, so apt gets a private copy of them
+# (same mirrors and keyring, Types: deb-src) and private lists.
+fetch_source() {
+	local pkg=$1 ver dir=$out/src apt_opts
+	ver=$(apt-cache policy "$pkg" | sed -n 's/^ *Candidate: //p')
+	[[ $ver && $ver != "(none)" ]] || die "package $pkg not available"
+	if [[ ! -f $dir/$pkg/.kvio-version || $(<"$dir/$pkg/.kvio-version") != "$ver" ]]; then
+		mkdir -p "$dir/apt/parts" "$dir/apt/lists/partial"
+		: >"$dir/apt/sources.list"
+		for f in /etc/apt/sources.list.d/*.sources; do
+			[[ -f $f ]] && sed 's/^Types: deb$/Types: deb-src/' "$f" >"$dir/apt/parts/${f##*/}"
+		done
+		[[ -f /etc/apt/sources.list ]] && sed -n 's/^deb /deb-src /p' /etc/apt/sources.list >"$dir/apt/sources.list"
+		apt_opts=(-q -o "Dir::Etc::SourceList=$dir/apt/sources.list" -o "Dir::Etc::SourceParts=$dir/apt/parts"
+			-o "Dir::State::Lists=$dir/apt/lists" -o APT::Sandbox::User=root)
+		log "downloading the source of $pkg $ver"
+		apt-get "${apt_opts[@]}" update >&2 || die "apt-get update (deb-src) failed"
+		rm -rf "${dir:?}/$pkg" "$dir/dl"
+		mkdir -p "$dir/dl"
+		(cd "$dir/dl" && apt-get "${apt_opts[@]}" source --download-only "$pkg=$ver" >&2) ||
+			die "cannot download the source of $pkg"
+		dpkg-source -x "$dir/dl/"*.dsc "$dir/$pkg" >&2 || die "cannot unpack the source of $pkg"
+		rm -rf "$dir/dl"
+		echo "$ver" >"$dir/$pkg/.kvio-version"
+	fi
+	echo "$dir/$pkg"
+}
+
+# fio, static and stripped, with only the engines a block benchmark needs
+# (io_uring, psync and friends are built in; the network-storage ones are off).
+build_fio() {
+	local src
+	src=$(fetch_source fio)
+	if [[ ! -x $src/fio || $src/fio -ot $src/.kvio-version ]]; then
+		log "building fio"
+		(cd "$src" && ./configure --build-static --disable-native --disable-numa --disable-rdma \
+			--disable-rados --disable-rbd --disable-http --disable-gfapi --disable-libnfs --disable-pmem \
+			--disable-xnvme --disable-libzbc --disable-tcmalloc --disable-dfs --disable-lex &&
+			make -j"$(nproc)" fio) >"$out/src/fio-build.log" 2>&1 || die "fio build failed (see $out/src/fio-build.log)"
+	fi
+	install -D -m 0755 "$src/fio" "$extra/usr/bin/fio"
+	strip "$extra/usr/bin/fio"
+}
+command -v dpkg-source >/dev/null || die "dpkg-source not found (apt-get install dpkg-dev)"
+build_fio
+
 if ((${#GUEST_PACKAGES[@]})); then
 	mkdir -p "$out/pkgs"
 	for p in "${GUEST_PACKAGES[@]}"; do

@@ -253,8 +253,11 @@ static bool blk_kick(struct virtio_dev *vdev, unsigned int q)
 			more = true;
 	}
 	block_file_submit(&blk->file);
+	/* Page-cache hits complete during the submit: answer them now, in the
+	 * same interrupt, rather than after another trip through the event loop. */
+	block_file_reap(&blk->file);
 	notify_pushed(blk);
-	return more;
+	return more || (blk->starved[q] && blk->nr_free[q]);
 }
 
 static void blk_event_ready(struct virtio_dev *vdev)
