@@ -44,6 +44,9 @@ static const char run_usage[] =
 	"  --disk PATH[,ro][,id=NAME][,queues=N]\n"
 	"                     add a virtio-blk disk backed by a raw image or block device\n"
 	"                     (repeatable; id is the serial the guest sees, at most 20 bytes)\n"
+	"  --net tap=IFNAME[,mac=MAC][,queues=N]\n"
+	"                     add a virtio-net NIC on a tap interface (created if missing;\n"
+	"                     repeatable; queues > 1 offers multiqueue)\n"
 	"  -h, --help         show this help\n";
 
 static __attribute__((format(printf, 2, 3))) void print_error(FILE *err, const char *fmt, ...)
@@ -126,7 +129,100 @@ static int copy_path(char *dst, size_t size, const char *option, const char *src
 	return 0;
 }
 
-enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE };
+enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE, OPT_NET };
+
+int config_parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned int b[6];
+	int used = 0;
+
+	if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%n", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &used) != 6 ||
+	    used != 17)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		if (!isxdigit((unsigned char)s[3 * i]) || !isxdigit((unsigned char)s[3 * i + 1]))
+			return -1;
+		mac[i] = (uint8_t)b[i];
+	}
+	return (mac[0] & 1) ? -1 : 0;  /* a multicast address cannot be a NIC's */
+}
+
+/* The start of a repeatable comma-separated option: room for one more, and a
+ * writable copy of arg in buf for strtok_r. */
+static int start_list(const char *option, const char *arg, unsigned int count, unsigned int max, const char *what,
+		      char *buf, size_t size, FILE *err)
+{
+	if (count == max) {
+		print_error(err, "%s: at most %u %s", option, max, what);
+		return -1;
+	}
+	if (strlen(arg) >= size) {
+		print_error(err, "%s: argument too long", option);
+		return -1;
+	}
+	strcpy(buf, arg);
+	return 0;
+}
+
+/* queues=N with 1 <= N <= max. */
+static int parse_queues(const char *option, const char *item, unsigned int max, unsigned int *queues, FILE *err)
+{
+	char *end;
+	unsigned long q = strtoul(item + 7, &end, 10);
+
+	if (!isdigit((unsigned char)item[7]) || *end || q < 1 || q > max) {
+		print_error(err, "%s: '%s': queues must be 1 to %u", option, item, max);
+		return -1;
+	}
+	*queues = (unsigned int)q;
+	return 0;
+}
+
+/* tap=IFNAME[,mac=MAC][,queues=N] */
+static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
+{
+	char buf[256], *item, *save = NULL;
+	struct net_config *nic;
+	bool have_backend = false;
+
+	if (start_list("--net", arg, cfg->nr_nics, CONFIG_MAX_NICS, "NICs", buf, sizeof(buf), err))
+		return -1;
+	nic = &cfg->nics[cfg->nr_nics];
+	memset(nic, 0, sizeof(*nic));
+	nic->queues = 1;
+	for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(item, "tap=", 4)) {
+			size_t len = strlen(item + 4);
+
+			if (len == 0 || len >= CONFIG_IFNAMSIZ || strpbrk(item + 4, "/ \t\n:")) {
+				print_error(err, "--net: '%s' is not an interface name (1 to %d characters, no '/', ':' or spaces)",
+					    item + 4, CONFIG_IFNAMSIZ - 1);
+				return -1;
+			}
+			strcpy(nic->ifname, item + 4);
+			nic->backend = NET_BACKEND_TAP;
+			have_backend = true;
+		} else if (!strncmp(item, "mac=", 4)) {
+			if (config_parse_mac(item + 4, nic->mac)) {
+				print_error(err, "--net: '%s' is not a unicast MAC address (like 52:54:00:12:34:56)", item + 4);
+				return -1;
+			}
+			nic->mac_set = true;
+		} else if (!strncmp(item, "queues=", 7)) {
+			if (parse_queues("--net", item, CONFIG_MAX_NET_QUEUES, &nic->queues, err))
+				return -1;
+		} else {
+			print_error(err, "--net: unknown option '%s' (use tap=IFNAME, mac=MAC, queues=N)", item);
+			return -1;
+		}
+	}
+	if (!have_backend) {
+		print_error(err, "--net: missing backend (use tap=IFNAME)");
+		return -1;
+	}
+	cfg->nr_nics++;
+	return 0;
+}
 
 /* PATH[,ro][,id=NAME][,queues=N] */
 static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
@@ -134,15 +230,8 @@ static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
 	struct disk_config *disk;
 	char buf[4200], *save = NULL, *item;
 
-	if (cfg->nr_disks == CONFIG_MAX_DISKS) {
-		print_error(err, "--disk: at most %d disks", CONFIG_MAX_DISKS);
+	if (start_list("--disk", arg, cfg->nr_disks, CONFIG_MAX_DISKS, "disks", buf, sizeof(buf), err))
 		return -1;
-	}
-	if (strlen(arg) >= sizeof(buf)) {
-		print_error(err, "--disk: argument too long");
-		return -1;
-	}
-	strcpy(buf, arg);
 	disk = &cfg->disks[cfg->nr_disks];
 	memset(disk, 0, sizeof(*disk));
 	disk->queues = 1;
@@ -154,8 +243,6 @@ static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
 	if (copy_path(disk->path, sizeof(disk->path), "--disk", item, err))
 		return -1;
 	while ((item = strtok_r(NULL, ",", &save))) {
-		char *end;
-
 		if (!strcmp(item, "ro")) {
 			disk->read_only = true;
 		} else if (!strncmp(item, "id=", 3)) {
@@ -165,13 +252,8 @@ static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
 			}
 			strcpy(disk->id, item + 3);
 		} else if (!strncmp(item, "queues=", 7)) {
-			unsigned long q = strtoul(item + 7, &end, 10);
-
-			if (!isdigit((unsigned char)item[7]) || *end || q < 1 || q > CONFIG_MAX_DISK_QUEUES) {
-				print_error(err, "--disk: '%s': queues must be 1 to %d", item, CONFIG_MAX_DISK_QUEUES);
+			if (parse_queues("--disk", item, CONFIG_MAX_DISK_QUEUES, &disk->queues, err))
 				return -1;
-			}
-			disk->queues = (unsigned int)q;
 		} else {
 			print_error(err, "--disk: unknown option '%s' (use ro, id=NAME, queues=N)", item);
 			return -1;
@@ -195,6 +277,7 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "net", required_argument, NULL, OPT_NET },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -239,6 +322,10 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 			break;
 		case OPT_DISK:
 			if (parse_disk(optarg, cfg, err))
+				return CONFIG_INVALID;
+			break;
+		case OPT_NET:
+			if (parse_net(optarg, cfg, err))
 				return CONFIG_INVALID;
 			break;
 		case OPT_CONSOLE:

@@ -25,6 +25,20 @@ struct disk_config {
 	unsigned int queues;
 };
 
+#define CONFIG_MAX_NICS 4
+#define CONFIG_MAX_NET_QUEUES 8
+#define CONFIG_IFNAMSIZ 16
+
+enum net_backend_kind { NET_BACKEND_TAP };
+
+struct net_config {
+	enum net_backend_kind backend;
+	char ifname[CONFIG_IFNAMSIZ];  /* tap=IFNAME */
+	uint8_t mac[6];
+	bool mac_set;                  /* mac= given; else a stable default per NIC */
+	unsigned int queues;           /* queue pairs */
+};
+
 struct vm_config {
 	char kernel_path[4096];
 	char initrd_path[4096];  /* empty: no initrd */
@@ -35,6 +49,8 @@ struct vm_config {
 	bool virtio_console;     /* --console virtio: the guest console is hvc0 */
 	struct disk_config disks[CONFIG_MAX_DISKS];
 	unsigned int nr_disks;
+	struct net_config nics[CONFIG_MAX_NICS];
+	unsigned int nr_nics;
 };
 
 enum config_status {
@@ -51,5 +67,8 @@ enum config_status config_parse(int argc, char **argv, const char *guest_dir, st
 /* "512M", "2G", "1T", "65536K" or plain MiB ("512"). Returns 0, or -1 if s is
  * not a size or not a whole number of MiB. */
 int config_parse_size(const char *s, uint64_t *bytes);
+
+/* "52:54:00:12:34:56": six hex bytes. Returns 0, or -1 if s is not a unicast MAC. */
+int config_parse_mac(const char *s, uint8_t mac[6]);
 
 #endif

@@ -152,7 +152,9 @@ static bool handle_exit(struct vcpu *vcpu)
 		handle_mmio(vcpu);
 		return true;
 	case KVM_EXIT_SHUTDOWN:
-		/* A triple fault: how a PC resets when nothing else works. */
+		/* A triple fault: how a PC resets when nothing else works. Linux
+		 * guests reboot through the i8042 here, so this one is worth a line. */
+		log_warn("vCPU %u: triple fault, the guest reset itself", vcpu->index);
 		vm_request_stop(vcpu->vm, VM_STOP_REBOOT);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:

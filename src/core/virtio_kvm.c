@@ -53,13 +53,13 @@ static void kick_ready(struct event_handler *handler, uint32_t events)
 
 static void device_event_ready(struct event_handler *handler, uint32_t events)
 {
-	struct virtio_kvm_device *dev =
-		(struct virtio_kvm_device *)((char *)handler - offsetof(struct virtio_kvm_device, device_event));
+	struct virtio_kvm_event *event = (struct virtio_kvm_event *)handler;
+	struct virtio_dev *vdev = event->dev->vdev;
 
 	(void)events;
-	pthread_mutex_lock(&dev->vdev->lock);
-	dev->vdev->ops->event_ready(dev->vdev);
-	pthread_mutex_unlock(&dev->vdev->lock);
+	pthread_mutex_lock(&vdev->lock);
+	vdev->ops->event_ready(vdev, event->index);
+	pthread_mutex_unlock(&vdev->lock);
 }
 
 struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_thread *io,
@@ -104,11 +104,18 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 		if (io_thread_add(io, &dev->kicks[q].handler))
 			goto fail_transport;
 	}
-	if (vdev->ops->event_fd) {
-		dev->device_event = (struct event_handler){ .fd = vdev->ops->event_fd(vdev), .ready = device_event_ready };
-		what = "cannot watch its backend";
-		if (io_thread_add(io, &dev->device_event))
-			goto fail_transport;
+	if (vdev->ops->event_fds) {
+		int fds[VIRTIO_MAX_EVENT_FDS];
+		unsigned int n = vdev->ops->event_fds(vdev, fds, VIRTIO_MAX_EVENT_FDS);
+
+		for (unsigned int i = 0; i < n && i < VIRTIO_MAX_EVENT_FDS; i++) {
+			dev->events[i] = (struct virtio_kvm_event){
+				.handler = { .fd = fds[i], .ready = device_event_ready }, .dev = dev, .index = i,
+			};
+			what = "cannot watch its backend";
+			if (io_thread_add_edge(io, &dev->events[i].handler))
+				goto fail_transport;
+		}
 	}
 	return dev;
 

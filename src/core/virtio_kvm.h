@@ -14,6 +14,12 @@ struct virtio_kvm_kick {
 	unsigned int queue;
 };
 
+struct virtio_kvm_event {
+	struct event_handler handler;
+	struct virtio_kvm_device *dev;
+	unsigned int index;
+};
+
 struct virtio_kvm_device {
 	struct vm *vm;
 	struct virtio_dev *vdev;
@@ -24,7 +30,7 @@ struct virtio_kvm_device {
 	unsigned int intx_gsi;
 	bool irqfd_bound[VIRTIO_PCI_MSIX_VECTORS];
 	struct virtio_kvm_kick kicks[VIRTIO_MAX_QUEUES];
-	struct event_handler device_event;
+	struct virtio_kvm_event events[VIRTIO_MAX_EVENT_FDS];
 };
 
 /* Plug vdev in at the next free slot and BAR address; on failure vdev is destroyed. */

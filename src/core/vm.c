@@ -33,6 +33,7 @@
 #include "util/io_thread.h"
 #include "util/term.h"
 #include "virtio/blk.h"
+#include "virtio/net.h"
 #include "virtio/console.h"
 #include "virtio/rng.h"
 
@@ -323,6 +324,30 @@ static int add_virtio(struct vm *vm, struct machine *m, struct virtio_dev *vdev,
 	return 0;
 }
 
+/* A NIC and its backend. Without mac=, NIC i gets 52:54:00:12:34:(56 + i), the
+ * addresses QEMU hands out, so guest-side setups written for QEMU carry over. */
+static struct virtio_dev *create_nic(const struct net_config *nic, unsigned int index)
+{
+	struct virtio_net_options opts = { .queue_pairs = nic->queues,
+					   .mac = { 0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + index) } };
+	const char *why = "unknown error";
+	struct virtio_dev *vdev;
+
+	if (nic->mac_set)
+		memcpy(opts.mac, nic->mac, sizeof(opts.mac));
+	opts.backend = net_tap_open(nic->ifname, nic->queues, &why);
+	if (!opts.backend) {
+		log_error("--net: tap '%s': %s: %s", nic->ifname, why, strerror(errno));
+		return NULL;
+	}
+	vdev = virtio_net_create(&opts);
+	if (!vdev) {
+		log_error("--net: cannot create the virtio-net device");
+		opts.backend->ops->destroy(opts.backend);
+	}
+	return vdev;
+}
+
 /* The virtio devices the command line asks for: a new device is one line here. */
 static int add_virtio_devices(struct vm *vm, const struct vm_config *cfg, struct machine *m)
 {
@@ -333,6 +358,10 @@ static int add_virtio_devices(struct vm *vm, const struct vm_config *cfg, struct
 		};
 
 		if (add_virtio(vm, m, virtio_blk_create(&opts), virtio_blk_destroy))
+			return -1;
+	}
+	for (unsigned int i = 0; i < cfg->nr_nics; i++) {
+		if (add_virtio(vm, m, create_nic(&cfg->nics[i], i), virtio_net_destroy))
 			return -1;
 	}
 	if (cfg->rng && add_virtio(vm, m, virtio_rng_create(), virtio_rng_destroy))

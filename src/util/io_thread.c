@@ -37,6 +37,11 @@ int io_thread_add(struct io_thread *t, struct event_handler *handler)
 	return event_loop_add(&t->loop, handler, EPOLLIN);
 }
 
+int io_thread_add_edge(struct io_thread *t, struct event_handler *handler)
+{
+	return event_loop_add(&t->loop, handler, EPOLLIN | EPOLLET);
+}
+
 static void *io_thread_main(void *arg)
 {
 	struct io_thread *t = arg;

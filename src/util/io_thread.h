@@ -18,6 +18,8 @@ struct io_thread {
 int io_thread_init(struct io_thread *t);
 /* Handlers may be added before or after start; they run on the thread. */
 int io_thread_add(struct io_thread *t, struct event_handler *handler);
+/* Edge-triggered: the handler runs once per new readiness and must drain the fd. */
+int io_thread_add_edge(struct io_thread *t, struct event_handler *handler);
 int io_thread_start(struct io_thread *t, const char *name);
 /* Stop and join; no handler runs after this returns. */
 void io_thread_stop(struct io_thread *t);

@@ -260,10 +260,11 @@ static bool blk_kick(struct virtio_dev *vdev, unsigned int q)
 	return more || (blk->starved[q] && blk->nr_free[q]);
 }
 
-static void blk_event_ready(struct virtio_dev *vdev)
+static void blk_event_ready(struct virtio_dev *vdev, unsigned int index)
 {
 	struct virtio_blk *blk = (struct virtio_blk *)vdev;
 
+	(void)index;
 	block_file_reap(&blk->file);
 	notify_pushed(blk);
 	for (unsigned int q = 0; q < blk->ops.num_queues; q++)
@@ -271,9 +272,11 @@ static void blk_event_ready(struct virtio_dev *vdev)
 			blk_kick(vdev, q);
 }
 
-static int blk_event_fd(struct virtio_dev *vdev)
+static unsigned int blk_event_fds(struct virtio_dev *vdev, int *fds, unsigned int max)
 {
-	return ((struct virtio_blk *)vdev)->file.event_fd;
+	(void)max;
+	fds[0] = ((struct virtio_blk *)vdev)->file.event_fd;  /* reaping reads it: edge-triggered is fine */
+	return 1;
 }
 
 static void blk_reset(struct virtio_dev *vdev)
@@ -324,7 +327,7 @@ struct virtio_dev *virtio_blk_create(const struct virtio_blk_options *opts)
 		.config_read = blk_config_read,
 		.queue_kick = blk_kick,
 		.reset = blk_reset,
-		.event_fd = blk_event_fd,
+		.event_fds = blk_event_fds,
 		.event_ready = blk_event_ready,
 	};
 	blk->config = (struct virtio_blk_config){

@@ -10,7 +10,8 @@
 
 #include "virtio/queue.h"
 
-#define VIRTIO_MAX_QUEUES 16
+#define VIRTIO_MAX_QUEUES 32
+#define VIRTIO_MAX_EVENT_FDS 8
 
 struct virtio_dev;
 
@@ -26,12 +27,16 @@ struct virtio_device_ops {
 	/* The guest kicked queue q (called on the I/O thread, device lock held).
 	 * Work is budgeted: return true if buffers were left for another round. */
 	bool (*queue_kick)(struct virtio_dev *vdev, unsigned int q);
+	/* Optional: the driver set DRIVER_OK; the negotiated features are final (lock held). */
+	void (*driver_ok)(struct virtio_dev *vdev);
 	/* The driver reset the device: finish in-flight work, drop queue state (device lock held). */
 	void (*reset)(struct virtio_dev *vdev);
-	/* Optional: an fd the I/O thread watches for the device's own events (a
-	 * backend's completions), and what to do when it is readable (lock held). */
-	int (*event_fd)(struct virtio_dev *vdev);
-	void (*event_ready)(struct virtio_dev *vdev);
+	/* Optional: fds the I/O thread watches, edge-triggered, for the device's
+	 * own events (a backend's completions, a tap's frames): event_fds fills in
+	 * up to max and returns how many; event_ready(i) runs when fd i became
+	 * readable (lock held) and must drain it, or arrange to come back. */
+	unsigned int (*event_fds)(struct virtio_dev *vdev, int *fds, unsigned int max);
+	void (*event_ready)(struct virtio_dev *vdev, unsigned int index);
 };
 
 struct virtio_dev {
@@ -43,6 +48,9 @@ struct virtio_dev {
 	/* Filled in by the transport. */
 	void (*used_notify)(struct virtio_dev *vdev, unsigned int q);
 	void (*set_needs_reset)(struct virtio_dev *vdev);
+	/* Run queue_kick(q) again soon, after other work: for devices that stop
+	 * at a budget where no new event would bring them back. */
+	void (*requeue)(struct virtio_dev *vdev, unsigned int q);
 	void *transport;
 };
 

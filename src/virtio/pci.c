@@ -242,6 +242,13 @@ static void used_notify(struct virtio_dev *vdev, unsigned int q)
 		raise_interrupt(vp, vp->queues[q].msix_vector, VIRTIO_PCI_ISR_QUEUE);
 }
 
+static void kick(struct virtio_pci *vp, unsigned int q);
+
+static void requeue(struct virtio_dev *vdev, unsigned int q)
+{
+	kick(vdev->transport, q);
+}
+
 static void set_needs_reset(struct virtio_dev *vdev)
 {
 	struct virtio_pci *vp = vdev->transport;
@@ -298,6 +305,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 	vdev->transport = vp;
 	vdev->used_notify = used_notify;
 	vdev->set_needs_reset = set_needs_reset;
+	vdev->requeue = requeue;
 	build_config_space(vp);
 	reset_device(vp);
 
@@ -381,6 +389,9 @@ static void write_status(struct virtio_pci *vp, uint8_t status)
 		else
 			vp->vdev->features = vp->driver_features;
 	}
+	if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !(vp->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+	    vp->vdev->ops->driver_ok)
+		vp->vdev->ops->driver_ok(vp->vdev);
 	vp->status = (uint8_t)(status | (vp->status & VIRTIO_CONFIG_S_NEEDS_RESET));
 }
 

@@ -146,8 +146,20 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *elem)
 		return -1;
 	/* Acquire: the ring entry and descriptors below were written before idx. */
 	avail_idx = le16toh(__atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE));
-	if (avail_idx == vq->last_avail_idx)
-		return 0;
+	if (avail_idx == vq->last_avail_idx) {
+		if (!vq->event_idx || vq->kicks_disabled)
+			return 0;
+		/* Empty: before the caller goes to sleep waiting for a kick, publish
+		 * "kick me at the next buffer" and look again. Without the full
+		 * barrier our avail_event store can sit in the store buffer while
+		 * we read the old idx, the guest reads the old avail_event and skips
+		 * the kick: both sides wait forever (the lost-wakeup race). */
+		__atomic_store_n(avail_event_ptr(vq), htole16(vq->last_avail_idx), __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		avail_idx = le16toh(__atomic_load_n(&vq->avail->idx, __ATOMIC_ACQUIRE));
+		if (avail_idx == vq->last_avail_idx)
+			return 0;
+	}
 	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->size)
 		return set_broken(vq, "avail index moved by more than the queue size");
 
@@ -181,11 +193,16 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *elem)
 			return set_broken(vq, "next index out of range");
 	}
 	vq->last_avail_idx++;
-	if (vq->event_idx) {
+	if (vq->event_idx && !vq->kicks_disabled) {
 		/* Ask for a kick only when the guest adds past what we have consumed. */
 		__atomic_store_n(avail_event_ptr(vq), htole16(vq->last_avail_idx), __ATOMIC_RELAXED);
 	}
 	return 1;
+}
+
+void virtq_unpop(struct virtq *vq, uint16_t n)
+{
+	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
 }
 
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
@@ -227,6 +244,7 @@ void virtq_disable_kicks(struct virtq *vq)
 {
 	/* With EVENT_IDX the guest kicks only when it passes avail_event; leaving
 	 * avail_event behind is enough. Without it, the flag says "don't kick". */
+	vq->kicks_disabled = true;
 	if (!vq->event_idx)
 		__atomic_store_n(&vq->used->flags, htole16(VRING_USED_F_NO_NOTIFY), __ATOMIC_RELAXED);
 }
@@ -235,6 +253,7 @@ bool virtq_enable_kicks(struct virtq *vq)
 {
 	if (vq->broken)
 		return false;
+	vq->kicks_disabled = false;
 	if (vq->event_idx)
 		__atomic_store_n(avail_event_ptr(vq), htole16(vq->last_avail_idx), __ATOMIC_RELAXED);
 	else

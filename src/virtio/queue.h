@@ -30,6 +30,7 @@ struct virtq {
 	bool signalled_used_valid;
 	bool event_idx;                /* VIRTIO_RING_F_EVENT_IDX negotiated */
 	bool indirect;                 /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	bool kicks_disabled;           /* between virtq_disable_kicks and virtq_enable_kicks */
 	bool broken;                   /* guest broke the rules: the device needs a reset */
 	const char *broken_reason;
 };
@@ -59,8 +60,14 @@ int virtq_init(struct virtq *vq, const struct guest_mem *mem, uint16_t size, uin
 	       uint64_t avail_gpa, uint64_t used_gpa, bool event_idx, bool indirect);
 
 /* Take the next available chain. Returns 1 with elem filled in, 0 when the
- * ring is empty, -1 when the queue is (or just became) broken. */
+ * ring is empty, -1 when the queue is (or just became) broken. An empty ring
+ * has asked the guest for a kick at its next buffer (unless kicks are
+ * disabled), race-free: a caller may sleep until then. */
 int virtq_pop(struct virtq *vq, struct virtq_elem *elem);
+
+/* Give back the last n chains taken by virtq_pop (not pushed): the next pops
+ * return them again. For devices that take buffers speculatively (net RX). */
+void virtq_unpop(struct virtq *vq, uint16_t n);
 
 /* Return a chain to the guest with len bytes written into its in buffers. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);

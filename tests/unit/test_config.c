@@ -286,6 +286,51 @@ static void test_disk_missing_file(void **state)
 	assert_one_line_error("--disk: cannot open '/nonexistent.img'");
 }
 
+static void test_net_options(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--net", "tap=kvtap0", "--net", "tap=t1,mac=02:00:00:AB:cd:01,queues=4"),
+			 CONFIG_RUN);
+	assert_int_equal(cfg.nr_nics, 2);
+	assert_string_equal(cfg.nics[0].ifname, "kvtap0");
+	assert_int_equal(cfg.nics[0].queues, 1);
+	assert_false(cfg.nics[0].mac_set);
+	assert_true(cfg.nics[1].mac_set);
+	assert_int_equal(cfg.nics[1].mac[3], 0xAB);
+	assert_int_equal(cfg.nics[1].mac[4], 0xCD);
+	assert_int_equal(cfg.nics[1].queues, 4);
+}
+
+static void test_net_errors(void **state)
+{
+	static struct {
+		char *arg;
+		const char *error;
+	} cases[] = {
+		{ "mac=52:54:00:12:34:56", "--net: missing backend (use tap=IFNAME)" },
+		{ "tap=", "--net: '' is not an interface name" },
+		{ "tap=name-that-is-too-long", "is not an interface name" },
+		{ "tap=a/b", "is not an interface name" },
+		{ "tap=t0,mac=01:00:5e:00:00:01", "is not a unicast MAC address" },
+		{ "tap=t0,mac=52:54:00:12:34", "is not a unicast MAC address" },
+		{ "tap=t0,mac=52:54:00:12:34:5g", "is not a unicast MAC address" },
+		{ "tap=t0,queues=0", "queues must be 1 to 8" },
+		{ "tap=t0,queues=9", "queues must be 1 to 8" },
+		{ "tap=t0,speed=fast", "--net: unknown option 'speed=fast'" },
+	};
+	struct vm_config cfg;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(PARSE("run", "--net", cases[i].arg), CONFIG_INVALID);
+		assert_one_line_error(cases[i].error);
+		teardown(state);  /* a fresh error stream for the next case */
+		setup(state);
+	}
+}
+
 static void test_stray_argument(void **state)
 {
 	struct vm_config cfg;
@@ -327,6 +372,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disk_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_unknown_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_missing_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_net_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_net_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_command, setup, teardown),
 	};
 

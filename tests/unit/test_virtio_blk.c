@@ -63,13 +63,15 @@ static int teardown(void **state)
 static bool wait_used(unsigned int q, uint32_t *id, uint32_t *len)
 {
 	for (int tries = 0; tries < 100; tries++) {
-		struct pollfd p = { .fd = blk->ops->event_fd(blk), .events = POLLIN };
+		struct pollfd p = { .events = POLLIN };
+
+		assert_int_equal(blk->ops->event_fds(blk, &p.fd, 1), 1);
 
 		if (vtd_next_used(&d, q, id, len))
 			return true;
 		poll(&p, 1, 50);
 		pthread_mutex_lock(&blk->lock);
-		blk->ops->event_ready(blk);
+		blk->ops->event_ready(blk, 0);
 		pthread_mutex_unlock(&blk->lock);
 	}
 	return false;

@@ -189,6 +189,37 @@ static void test_event_idx_suppression(void **state)
 	assert_int_equal(*avail_event, q.last_avail_idx);
 }
 
+/* An empty pop asks for a kick at the next buffer, and unpop gives chains back. */
+static void test_empty_pop_asks_for_a_kick(void **state)
+{
+	struct virtq q;
+	uint16_t *avail_event = (uint16_t *)&used_ring()->ring[QSIZE];
+
+	(void)state;
+	assert_int_equal(virtq_init(&q, &mem, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA, true, false), 0);
+	set_desc(desc_table(), 0, DATA_GPA, 8, VRING_DESC_F_WRITE, 0);
+	set_desc(desc_table(), 1, DATA_GPA, 8, VRING_DESC_F_WRITE, 0);
+	offer(0);
+	offer(1);
+	assert_int_equal(virtq_pop(&q, &elem), 1);
+	assert_int_equal(virtq_pop(&q, &elem), 1);
+	assert_int_equal(elem.head, 1);
+	virtq_unpop(&q, 2);
+	*avail_event = 0xBEEF;
+	assert_int_equal(virtq_pop(&q, &elem), 1);
+	assert_int_equal(elem.head, 0);
+	assert_int_equal(virtq_pop(&q, &elem), 1);
+	assert_int_equal(virtq_pop(&q, &elem), 0);
+	assert_int_equal(*avail_event, 2);
+	/* While kicks are disabled (the device polls), an empty pop leaves avail_event alone. */
+	virtq_disable_kicks(&q);
+	*avail_event = 0xBEEF;
+	assert_int_equal(virtq_pop(&q, &elem), 0);
+	assert_int_equal(*avail_event, 0xBEEF);
+	assert_false(virtq_enable_kicks(&q));
+	assert_int_equal(*avail_event, 2);
+}
+
 static void test_kick_flag_without_event_idx(void **state)
 {
 	(void)state;
@@ -348,6 +379,7 @@ int main(void)
 		T(test_indirect_table),
 		T(test_ring_wraps_past_65535),
 		T(test_event_idx_suppression),
+		T(test_empty_pop_asks_for_a_kick),
 		T(test_kick_flag_without_event_idx),
 		T(test_avail_index_jump),
 		T(test_head_out_of_range),

@@ -1,0 +1,50 @@
+/* Network backends: where a NIC's frames go (a tap, user-mode networking...).
+ * Every frame crossing this interface starts with a struct virtio_net_hdr_v1,
+ * whatever the NIC model, so a tap with IFF_VNET_HDR passes frames through
+ * untouched and offloads travel in one well-defined place. A new backend is
+ * one file implementing these ops. */
+#ifndef KVIO_BACKEND_NET_H
+#define KVIO_BACKEND_NET_H
+
+#include <linux/virtio_net.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define NET_HDR_LEN sizeof(struct virtio_net_hdr_v1)
+#define NET_MAX_QUEUE_PAIRS 8
+/* The largest frame a backend hands over: a 64 KiB GSO frame plus Ethernet
+ * and VLAN headers (what Linux's tap may queue), or one MTU-sized frame. */
+#define NET_MAX_GSO_FRAME (65535 + 14 + 4)
+#define NET_MAX_FRAME (1500 + 14 + 4)
+
+struct net_backend;
+
+struct net_backend_ops {
+	const char *name;
+	/* Send one frame (header first) on queue pair qp. Returns 0 or -errno. */
+	int (*send)(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n);
+	/* Receive one frame into iov (header first). Returns its length (header
+	 * included), -EAGAIN when nothing is waiting, or another -errno. */
+	ssize_t (*recv)(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n);
+	/* Readable (edge-triggered) when queue pair qp may have frames: drain until -EAGAIN. */
+	int (*rx_fd)(struct net_backend *be, unsigned int qp);
+	/* Optional: the guest accepts these offloads (VIRTIO_NET_F_GUEST_* bits) in received frames. */
+	int (*set_guest_offloads)(struct net_backend *be, uint64_t guest_features);
+	/* Optional: only the first n queue pairs are in use (multiqueue). */
+	int (*set_queue_pairs)(struct net_backend *be, unsigned int n);
+	void (*destroy)(struct net_backend *be);
+};
+
+struct net_backend {
+	const struct net_backend_ops *ops;
+	unsigned int queue_pairs;
+	/* VIRTIO_NET_F_* offload bits the backend can carry in headers: the NIC offers only these. */
+	uint64_t offloads;
+};
+
+/* A tap interface (created if missing). Returns NULL with *why set on failure. */
+struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, const char **why);
+
+#endif
