@@ -167,12 +167,17 @@ static void build_config_space(struct virtio_pci *vp)
 		pci->config[PCI_BASE_ADDRESS_0 + i] = (uint8_t)(vp->bar_addr >> (8 * i));
 }
 
-static bool msix_enabled(const struct virtio_pci *vp)
+static uint16_t msix_control(const struct virtio_pci *vp)
 {
 	uint16_t control;
 
 	memcpy(&control, &vp->pci.config[CAP_MSIX + PCI_MSIX_FLAGS], 2);
-	return le16toh(control) & MSIX_ENABLE;
+	return le16toh(control);
+}
+
+static bool msix_enabled(const struct virtio_pci *vp)
+{
+	return msix_control(vp) & MSIX_ENABLE;
 }
 
 /* INTx is level-triggered: the line is up while the ISR holds an unread bit,
@@ -200,8 +205,7 @@ static void deliver_vector(struct virtio_pci *vp, uint16_t vector)
 
 	if (vector >= VIRTIO_PCI_MSIX_VECTORS)
 		return;  /* VIRTIO_MSI_NO_VECTOR: the driver wants no interrupt */
-	if (vp->pci.config[CAP_MSIX + PCI_MSIX_FLAGS + 1] & (MSIX_FUNCTION_MASK >> 8) ||
-	    (vp->msix[vector].control & MSIX_CONTROL_MASKED)) {
+	if ((msix_control(vp) & MSIX_FUNCTION_MASK) || (vp->msix[vector].control & MSIX_CONTROL_MASKED)) {
 		vp->msix_pending |= 1ULL << vector;
 		return;
 	}
@@ -517,12 +521,10 @@ static void msix_write(struct virtio_pci *vp, uint64_t off, uint64_t value, unsi
 {
 	unsigned int vector = (unsigned int)(off / MSIX_ENTRY_SIZE), field = off % MSIX_ENTRY_SIZE;
 	struct virtio_pci_msix *m;
-	bool was_masked;
 
 	if (vector >= VIRTIO_PCI_MSIX_VECTORS || size != 4)
 		return;  /* the spec allows only dword accesses to the table (8-byte too; Linux uses 4) */
 	m = &vp->msix[vector];
-	was_masked = m->control & MSIX_CONTROL_MASKED;
 	switch (field) {
 	case 0: set_low(&m->addr, value); break;
 	case 4: set_high(&m->addr, value); break;
@@ -530,11 +532,8 @@ static void msix_write(struct virtio_pci *vp, uint64_t off, uint64_t value, unsi
 	default: m->control = (uint32_t)value & MSIX_CONTROL_MASKED; break;
 	}
 	msix_update_route(vp, vector);
-	/* Unmasking delivers what arrived while masked. */
-	if (was_masked && !(m->control & MSIX_CONTROL_MASKED) && (vp->msix_pending & (1ULL << vector))) {
-		vp->msix_pending &= ~(1ULL << vector);
-		deliver_vector(vp, (uint16_t)vector);
-	}
+	if (!(m->control & MSIX_CONTROL_MASKED))
+		deliver_pending(vp);  /* unmasking delivers what arrived while masked */
 }
 
 /* BAR 0 accesses count only while memory decoding is on and the BAR is where we put it. */

@@ -143,6 +143,19 @@ static void test_masked_vector_is_pending_until_unmasked(void **state)
 	assert_int_equal(rd(VIRTIO_PCI_MSIX_PBA_OFFSET, 4) & 1, 0);
 }
 
+/* A vector left pending when the driver turned MSI-X off stays undelivered. */
+static void test_unmask_with_msix_off_delivers_nothing(void **state)
+{
+	(void)state;
+	start_rng();
+	wr(VIRTIO_PCI_MSIX_TABLE_OFFSET + 12, 1, 4);  /* mask vector 0 */
+	offer_writable(vtd_alloc(&d, 8), 8);
+	vtd_kick(&d, 0);
+	pci_device_config_write(&d.vp.pci, 0x40 + PCI_MSIX_FLAGS, 0, 2);
+	wr(VIRTIO_PCI_MSIX_TABLE_OFFSET + 12, 0, 4);
+	assert_false(vtd_interrupted(&d, 0));
+}
+
 static void test_function_mask_holds_vectors_pending(void **state)
 {
 	(void)state;
@@ -288,6 +301,7 @@ int main(void)
 		T(test_rng_fills_buffers_and_interrupts),
 		T(test_masked_vector_is_pending_until_unmasked),
 		T(test_function_mask_holds_vectors_pending),
+		T(test_unmask_with_msix_off_delivers_nothing),
 		T(test_intx_when_msix_is_off),
 		T(test_bad_ring_address_needs_reset),
 		T(test_hostile_chain_needs_reset),
