@@ -2,6 +2,7 @@
  * option at fault; the caller turns CONFIG_INVALID into exit status 2. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -44,9 +45,13 @@ static const char run_usage[] =
 	"  --disk PATH[,ro][,id=NAME][,queues=N]\n"
 	"                     add a virtio-blk disk backed by a raw image or block device\n"
 	"                     (repeatable; id is the serial the guest sees, at most 20 bytes)\n"
-	"  --net tap=IFNAME[,mac=MAC][,queues=N]\n"
-	"                     add a virtio-net NIC on a tap interface (created if missing;\n"
-	"                     repeatable; queues > 1 offers multiqueue)\n"
+	"  --net tap=IFNAME|user[,model=virtio|e1000][,mac=MAC][,queues=N]\n"
+	"        [,vhost=on|off|auto][,hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]\n"
+	"                     add a NIC (repeatable): on a tap interface (created if\n"
+	"                     missing; vhost= moves the virtio data path into the host\n"
+	"                     kernel's vhost-net) or on user-mode networking (10.0.2.0/24,\n"
+	"                     host 10.0.2.2, DNS 10.0.2.3, DHCP from 10.0.2.15); queues > 1\n"
+	"                     offers multiqueue; e1000 is a fully emulated Intel 82540EM\n"
 	"  -h, --help         show this help\n";
 
 static __attribute__((format(printf, 2, 3))) void print_error(FILE *err, const char *fmt, ...)
@@ -178,12 +183,72 @@ static int parse_queues(const char *option, const char *item, unsigned int max, 
 	return 0;
 }
 
-/* tap=IFNAME[,mac=MAC][,queues=N] */
+/* [ADDR]:PORT with an optional IPv4 address; *addr stays 0 when it is empty. */
+static int parse_addr_port(char *s, uint32_t *addr, uint16_t *port)
+{
+	char *colon = strrchr(s, ':'), *end;
+	unsigned long p;
+	struct in_addr in;
+
+	if (!colon)
+		return -1;
+	*colon = '\0';
+	if (*s) {
+		if (inet_pton(AF_INET, s, &in) != 1)
+			return -1;
+		*addr = in.s_addr;
+	}
+	p = strtoul(colon + 1, &end, 10);
+	if (!isdigit((unsigned char)colon[1]) || *end || p < 1 || p > 65535)
+		return -1;
+	*port = (uint16_t)p;
+	return 0;
+}
+
+/* tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT, QEMU's hostfwd= syntax. */
+static int parse_hostfwd(const char *rule, struct net_hostfwd *fwd)
+{
+	char buf[96], *dash;
+
+	memset(fwd, 0, sizeof(*fwd));
+	if (strlen(rule) >= sizeof(buf))
+		return -1;
+	if (!strncmp(rule, "tcp:", 4)) {
+		strcpy(buf, rule + 4);
+	} else if (!strncmp(rule, "udp:", 4)) {
+		fwd->udp = true;
+		strcpy(buf, rule + 4);
+	} else {
+		return -1;
+	}
+	dash = strchr(buf, '-');
+	if (!dash)
+		return -1;
+	*dash = '\0';
+	return parse_addr_port(buf, &fwd->host_addr, &fwd->host_port) ||
+	       parse_addr_port(dash + 1, &fwd->guest_addr, &fwd->guest_port) ? -1 : 0;
+}
+
+/* Which value of a NAME=a|b|c option: its index in choices, or -1. */
+static int parse_choice(const char *value, const char *const *choices, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (!strcmp(value, choices[i]))
+			return (int)i;
+	return -1;
+}
+
+/* tap=IFNAME or user, then [,model=virtio|e1000][,mac=MAC][,queues=N]
+ * [,vhost=on|off|auto] (tap) [,hostfwd=RULE]... (user) */
 static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 {
-	char buf[256], *item, *save = NULL;
+	static const char *const models[] = { [NET_MODEL_VIRTIO] = "virtio", [NET_MODEL_E1000] = "e1000" };
+	static const char *const vhosts[] = { [NET_VHOST_OFF] = "off", [NET_VHOST_ON] = "on",
+					      [NET_VHOST_AUTO] = "auto" };
+	char buf[1024], *item, *save = NULL;
 	struct net_config *nic;
-	bool have_backend = false;
+	bool have_backend = false, vhost_set = false;
+	int choice;
 
 	if (start_list("--net", arg, cfg->nr_nics, CONFIG_MAX_NICS, "NICs", buf, sizeof(buf), err))
 		return -1;
@@ -191,7 +256,7 @@ static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 	memset(nic, 0, sizeof(*nic));
 	nic->queues = 1;
 	for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-		if (!strncmp(item, "tap=", 4)) {
+		if (!strncmp(item, "tap=", 4) && !have_backend) {
 			size_t len = strlen(item + 4);
 
 			if (len == 0 || len >= CONFIG_IFNAMSIZ || strpbrk(item + 4, "/ \t\n:")) {
@@ -202,6 +267,33 @@ static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 			strcpy(nic->ifname, item + 4);
 			nic->backend = NET_BACKEND_TAP;
 			have_backend = true;
+		} else if (!strcmp(item, "user") && !have_backend) {
+			nic->backend = NET_BACKEND_USER;
+			have_backend = true;
+		} else if (!strncmp(item, "model=", 6)) {
+			if ((choice = parse_choice(item + 6, models, 2)) < 0) {
+				print_error(err, "--net: unknown model '%s' (use virtio or e1000)", item + 6);
+				return -1;
+			}
+			nic->model = (enum net_model)choice;
+		} else if (!strncmp(item, "vhost=", 6)) {
+			if ((choice = parse_choice(item + 6, vhosts, 3)) < 0) {
+				print_error(err, "--net: '%s': vhost must be on, off or auto", item);
+				return -1;
+			}
+			nic->vhost = (enum net_vhost)choice;
+			vhost_set = true;
+		} else if (!strncmp(item, "hostfwd=", 8)) {
+			if (nic->nr_hostfwds == CONFIG_MAX_HOSTFWDS) {
+				print_error(err, "--net: at most %d hostfwd rules per NIC", CONFIG_MAX_HOSTFWDS);
+				return -1;
+			}
+			if (parse_hostfwd(item + 8, &nic->hostfwds[nic->nr_hostfwds])) {
+				print_error(err, "--net: '%s' is not a forwarding rule (like hostfwd=tcp:127.0.0.1:2222-:22)",
+					    item);
+				return -1;
+			}
+			nic->nr_hostfwds++;
 		} else if (!strncmp(item, "mac=", 4)) {
 			if (config_parse_mac(item + 4, nic->mac)) {
 				print_error(err, "--net: '%s' is not a unicast MAC address (like 52:54:00:12:34:56)", item + 4);
@@ -212,12 +304,25 @@ static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 			if (parse_queues("--net", item, CONFIG_MAX_NET_QUEUES, &nic->queues, err))
 				return -1;
 		} else {
-			print_error(err, "--net: unknown option '%s' (use tap=IFNAME, mac=MAC, queues=N)", item);
+			print_error(err, "--net: unknown option '%s' (use tap=IFNAME or user, model=, mac=, queues=, vhost=, hostfwd=)",
+				    item);
 			return -1;
 		}
 	}
 	if (!have_backend) {
-		print_error(err, "--net: missing backend (use tap=IFNAME)");
+		print_error(err, "--net: missing backend (use tap=IFNAME or user)");
+		return -1;
+	}
+	if (nic->backend != NET_BACKEND_USER && nic->nr_hostfwds) {
+		print_error(err, "--net: hostfwd= needs the user backend");
+		return -1;
+	}
+	if (vhost_set && (nic->backend != NET_BACKEND_TAP || nic->model != NET_MODEL_VIRTIO)) {
+		print_error(err, "--net: vhost= needs tap=IFNAME and model=virtio");
+		return -1;
+	}
+	if (nic->queues > 1 && (nic->backend != NET_BACKEND_TAP || nic->model != NET_MODEL_VIRTIO)) {
+		print_error(err, "--net: queues > 1 needs tap=IFNAME and model=virtio");
 		return -1;
 	}
 	cfg->nr_nics++;

@@ -29,14 +29,30 @@ struct disk_config {
 #define CONFIG_MAX_NET_QUEUES 8
 #define CONFIG_IFNAMSIZ 16
 
-enum net_backend_kind { NET_BACKEND_TAP };
+#define CONFIG_MAX_HOSTFWDS 8
+
+enum net_backend_kind { NET_BACKEND_TAP, NET_BACKEND_USER };
+enum net_model { NET_MODEL_VIRTIO, NET_MODEL_E1000 };
+enum net_vhost { NET_VHOST_OFF, NET_VHOST_ON, NET_VHOST_AUTO };
+
+/* hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (user networking);
+ * addresses in network byte order, 0 for the defaults. */
+struct net_hostfwd {
+	bool udp;
+	uint32_t host_addr, guest_addr;
+	uint16_t host_port, guest_port;
+};
 
 struct net_config {
 	enum net_backend_kind backend;
+	enum net_model model;
+	enum net_vhost vhost;          /* tap only: data path in the host kernel */
 	char ifname[CONFIG_IFNAMSIZ];  /* tap=IFNAME */
 	uint8_t mac[6];
 	bool mac_set;                  /* mac= given; else a stable default per NIC */
 	unsigned int queues;           /* queue pairs */
+	struct net_hostfwd hostfwds[CONFIG_MAX_HOSTFWDS];
+	unsigned int nr_hostfwds;
 };
 
 struct vm_config {

@@ -1,6 +1,8 @@
 /* Command-line parsing: sizes, defaults, and the one-line errors for bad input. */
 #include "unit.h"
 
+#include <arpa/inet.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,6 +303,31 @@ static void test_net_options(void **state)
 	assert_int_equal(cfg.nics[1].mac[3], 0xAB);
 	assert_int_equal(cfg.nics[1].mac[4], 0xCD);
 	assert_int_equal(cfg.nics[1].queues, 4);
+	assert_int_equal(cfg.nics[1].model, NET_MODEL_VIRTIO);
+	assert_int_equal(cfg.nics[1].vhost, NET_VHOST_OFF);
+}
+
+static void test_net_models_and_backends(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--net", "tap=t0,model=e1000", "--net", "tap=t1,vhost=auto,queues=2", "--net",
+			       "user,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp::5353-10.0.2.20:53"),
+			 CONFIG_RUN);
+	assert_int_equal(cfg.nr_nics, 3);
+	assert_int_equal(cfg.nics[0].model, NET_MODEL_E1000);
+	assert_int_equal(cfg.nics[1].vhost, NET_VHOST_AUTO);
+	assert_int_equal(cfg.nics[2].backend, NET_BACKEND_USER);
+	assert_int_equal(cfg.nics[2].nr_hostfwds, 2);
+	assert_false(cfg.nics[2].hostfwds[0].udp);
+	assert_int_equal(cfg.nics[2].hostfwds[0].host_addr, htonl(0x7F000001));
+	assert_int_equal(cfg.nics[2].hostfwds[0].host_port, 2222);
+	assert_int_equal(cfg.nics[2].hostfwds[0].guest_addr, 0);
+	assert_int_equal(cfg.nics[2].hostfwds[0].guest_port, 22);
+	assert_true(cfg.nics[2].hostfwds[1].udp);
+	assert_int_equal(cfg.nics[2].hostfwds[1].host_addr, 0);
+	assert_int_equal(cfg.nics[2].hostfwds[1].guest_addr, htonl(0x0A000214));
 }
 
 static void test_net_errors(void **state)
@@ -309,7 +336,18 @@ static void test_net_errors(void **state)
 		char *arg;
 		const char *error;
 	} cases[] = {
-		{ "mac=52:54:00:12:34:56", "--net: missing backend (use tap=IFNAME)" },
+		{ "mac=52:54:00:12:34:56", "--net: missing backend (use tap=IFNAME or user)" },
+		{ "tap=t0,model=rtl8139", "--net: unknown model 'rtl8139'" },
+		{ "tap=t0,vhost=maybe", "vhost must be on, off or auto" },
+		{ "user,vhost=on", "vhost= needs tap=IFNAME and model=virtio" },
+		{ "tap=t0,model=e1000,vhost=on", "vhost= needs tap=IFNAME and model=virtio" },
+		{ "tap=t0,hostfwd=tcp::2222-:22", "hostfwd= needs the user backend" },
+		{ "user,hostfwd=tcp:127.0.0.1:2222", "is not a forwarding rule" },
+		{ "user,hostfwd=sctp::1-:2", "is not a forwarding rule" },
+		{ "user,hostfwd=tcp::0-:22", "is not a forwarding rule" },
+		{ "user,hostfwd=tcp:localhost:22-:22", "is not a forwarding rule" },
+		{ "user,queues=2", "queues > 1 needs tap=IFNAME and model=virtio" },
+		{ "user,tap=t0", "--net: unknown option 'tap=t0'" },
 		{ "tap=", "--net: '' is not an interface name" },
 		{ "tap=name-that-is-too-long", "is not an interface name" },
 		{ "tap=a/b", "is not an interface name" },
@@ -373,6 +411,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disk_unknown_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_net_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_net_models_and_backends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_net_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_command, setup, teardown),
 	};
