@@ -6,13 +6,13 @@ BUILD ?= build
 SANITIZE ?=
 
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-	-D_GNU_SOURCE -Isrc -MMD -MP
+	-D_GNU_SOURCE -Isrc -MMD -MP $(shell pkg-config --cflags slirp)
 ifeq ($(SANITIZE),1)
 CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1
 LDFLAGS_SAN := -fsanitize=address,undefined
 endif
 CFLAGS ?=
-LDLIBS := -luring -lpthread
+LDLIBS := -luring -lpthread $(shell pkg-config --libs slirp)
 
 LIB_SRCS := $(shell find src -name '*.c' ! -name main.c | sort)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -23,8 +23,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # libFuzzer targets: each tests/fuzz/fuzz_NAME.c with the library sources it needs.
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined
-FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/backend/block_file.c src/util/guest_mem.c src/util/iov.c \
-	src/util/log.c
+FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/virtio/net.c src/backend/block_file.c src/util/guest_mem.c src/util/iov.c \
+	src/util/log.c src/hw/e1000.c src/hw/pci.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 600
