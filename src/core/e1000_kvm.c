@@ -1,0 +1,95 @@
+/* Binds the KVM-free e1000 model to a VM: BARs on the MMIO and port buses, INTx
+ * on a shared IOAPIC pin, receive work on the I/O thread. */
+#include "core/e1000_kvm.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/acpi.h"
+#include "core/irq.h"
+#include "util/log.h"
+
+static void intx_set(void *ctx, bool asserted)
+{
+	struct e1000_kvm *dev = ctx;
+
+	irq_shared_line_set(dev->vm, dev->intx_gsi, asserted);
+}
+
+static void rx_ready(struct event_handler *handler, uint32_t events)
+{
+	struct e1000_kvm *dev = (struct e1000_kvm *)((char *)handler - offsetof(struct e1000_kvm, rx));
+
+	(void)events;
+	e1000_backend_ready(dev->nic);
+}
+
+static uint64_t align_up(uint64_t v, uint64_t align)
+{
+	return (v + align - 1) & ~(align - 1);
+}
+
+struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_thread *io, uint64_t *next_bar,
+				uint16_t *next_io_port, struct net_backend *be, const uint8_t mac[6])
+{
+	/* PCI BARs are naturally aligned; Linux reassigns (and kvio loses) any that are not. */
+	uint64_t bar = align_up(*next_bar, E1000_MMIO_SIZE);
+	uint64_t port = next_io_port ? align_up(*next_io_port, E1000_IO_SIZE) : 0;
+	struct e1000_kvm *dev = calloc(1, sizeof(*dev));
+	struct e1000_options opts = { .mem = &vm->mem, .backend = be, .set_irq = intx_set };
+	const char *what = "out of memory";
+
+	if (!dev)
+		goto fail_backend;
+	what = "no room for its BARs";
+	if (bar + E1000_MMIO_SIZE > PCI_MMIO32_END + 1 || port + E1000_IO_SIZE > 0x10000)
+		goto fail_backend;
+	dev->vm = vm;
+	opts.irq_ctx = dev;
+	opts.mmio_base = (uint32_t)bar;
+	opts.io_base = (uint16_t)port;
+	memcpy(opts.mac, mac, sizeof(opts.mac));
+	dev->nic = e1000_create(&opts);
+	if (!dev->nic) {
+		be->ops->destroy(be);  /* e1000_create said why */
+		free(dev);
+		return NULL;
+	}
+	what = "cannot map its BARs";
+	if (iobus_register(&vm->mmio, bar, E1000_MMIO_SIZE, &e1000_mmio_ops, dev->nic) ||
+	    (port && iobus_register(&vm->pio, port, E1000_IO_SIZE, &e1000_io_ops, dev->nic)))
+		goto fail_nic;
+	what = "no free PCI slot";
+	if (pci_bus_add(bus, e1000_pci_device(dev->nic)) < 0)
+		goto fail_nic;
+	/* Kept apart from the interrupt line register, which the guest may overwrite. */
+	dev->intx_gsi = e1000_pci_device(dev->nic)->config[PCI_INTERRUPT_LINE];
+	what = "cannot watch its backend";
+	dev->rx = (struct event_handler){ .fd = be->ops->rx_fd(be, 0), .ready = rx_ready };
+	if (io_thread_add_edge(io, &dev->rx))
+		goto fail_nic;
+	*next_bar = bar + E1000_MMIO_SIZE;
+	if (next_io_port)
+		*next_io_port = (uint16_t)(port + E1000_IO_SIZE);
+	return dev;
+
+fail_nic:
+	/* A registered range stays behind pointing at freed memory, as with virtio:
+	 * setup failures end the VM before any vCPU runs. */
+	e1000_destroy(dev->nic);
+	free(dev);
+	log_error("e1000: %s", what);
+	return NULL;
+fail_backend:
+	be->ops->destroy(be);
+	free(dev);
+	log_error("e1000: %s", what);
+	return NULL;
+}
+
+void e1000_kvm_remove(struct e1000_kvm *dev)
+{
+	e1000_destroy(dev->nic);
+	free(dev);
+}

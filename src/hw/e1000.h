@@ -1,0 +1,50 @@
+/* An emulated Intel 82540EM gigabit NIC (e1000), the fully emulated baseline
+ * that Linux's stock e1000 driver runs on unchanged. No KVM in here. */
+#ifndef KVIO_HW_E1000_H
+#define KVIO_HW_E1000_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/net.h"
+#include "core/iobus.h"
+#include "hw/pci.h"
+#include "util/guest_mem.h"
+
+#define E1000_VENDOR_ID 0x8086
+#define E1000_DEVICE_ID 0x100E        /* 82540EM, desktop copper */
+#define E1000_SUBSYSTEM_ID 0x001E
+#define E1000_MMIO_SIZE 0x20000       /* BAR 0: the register file */
+#define E1000_IO_SIZE 0x40            /* BAR 1: IOADDR/IODATA window onto the registers */
+
+struct e1000;
+
+struct e1000_options {
+	struct guest_mem *mem;
+	struct net_backend *backend;  /* owned by the device once e1000_create succeeds */
+	uint8_t mac[6];
+	/* The INTx line's level; called with the device lock held, only on changes. */
+	void (*set_irq)(void *ctx, bool asserted);
+	void *irq_ctx;
+	/* Where BAR 0 and BAR 1 are placed, as firmware would; io_base 0 leaves BAR 1 out.
+	 * Accesses count only while the guest leaves the BARs there (kvio does not relocate). */
+	uint32_t mmio_base;
+	uint16_t io_base;
+};
+
+/* NULL on failure (logged); the backend then stays the caller's. */
+struct e1000 *e1000_create(const struct e1000_options *opts);
+/* Also destroys the backend. */
+void e1000_destroy(struct e1000 *nic);
+
+/* Config space: 8086:100E, class 0x020000, BAR 0 MEM32 128 KiB, BAR 1 I/O 64 bytes, INTA. */
+struct pci_device *e1000_pci_device(struct e1000 *nic);
+
+/* Register accesses (vCPU threads); opaque is the struct e1000. Transmit runs in here. */
+extern const struct iobus_ops e1000_mmio_ops, e1000_io_ops;
+
+/* The backend's receive fd is readable (edge-triggered): move frames into the
+ * guest's receive ring until the backend runs dry or the ring is full. */
+void e1000_backend_ready(struct e1000 *nic);
+
+#endif
