@@ -12,6 +12,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "config.h"
+
 #define NET_HDR_LEN sizeof(struct virtio_net_hdr_v1)
 #define NET_MAX_QUEUE_PAIRS 8
 /* The largest frame a backend hands over: a 64 KiB GSO frame plus Ethernet
@@ -20,6 +22,16 @@
 #define NET_MAX_FRAME (1500 + 14 + 4)
 
 struct net_backend;
+struct guest_mem;
+struct virtq;
+struct vhost_net;
+
+/* A virtqueue handed to a data path outside kvio (vhost): the ring, the
+ * eventfd guest kicks land on, and the eventfd that interrupts the guest. */
+struct net_ring {
+	struct virtq *vq;
+	int kick_fd, call_fd;
+};
 
 struct net_backend_ops {
 	const char *name;
@@ -34,6 +46,12 @@ struct net_backend_ops {
 	int (*set_guest_offloads)(struct net_backend *be, uint64_t guest_features);
 	/* Optional: only the first n queue pairs are in use (multiqueue). */
 	int (*set_queue_pairs)(struct net_backend *be, unsigned int n);
+	/* Optional: run queue pair qp's rings (rx, tx) outside kvio with the
+	 * negotiated features; -ENOTSUP when this backend cannot. Returns 0 or -errno. */
+	int (*start_offload)(struct net_backend *be, unsigned int qp, const struct guest_mem *mem, uint64_t features,
+			     const struct net_ring rings[2]);
+	/* Take the rings back; their indices are where the outside data path left them. */
+	void (*stop_offload)(struct net_backend *be, unsigned int qp, const struct net_ring rings[2]);
 	void (*destroy)(struct net_backend *be);
 };
 
@@ -42,9 +60,15 @@ struct net_backend {
 	unsigned int queue_pairs;
 	/* VIRTIO_NET_F_* offload bits the backend can carry in headers: the NIC offers only these. */
 	uint64_t offloads;
+	bool has_offload;  /* start_offload can run the rings outside kvio (vhost) */
 };
 
-/* A tap interface (created if missing). Returns NULL with *why set on failure. */
-struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, const char **why);
+/* A tap interface (created if missing), its data path in vhost-net when vhost
+ * is not NULL (owned from here on). Returns NULL with *why set on failure. */
+struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, struct vhost_net *vhost,
+				 const char **why);
+/* User-mode networking (libslirp) with QEMU's defaults and these forwarding
+ * rules; one queue pair, no offloads. Returns NULL with *why and errno set on failure. */
+struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, const char **why);
 
 #endif

@@ -14,11 +14,13 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "vhost/vhost_net.h"
 
 struct net_tap {
 	struct net_backend be;
 	char ifname[IFNAMSIZ];
 	int fds[NET_MAX_QUEUE_PAIRS];
+	struct vhost_net *vhost;  /* NULL: kvio moves the frames itself */
 };
 
 static int tap_send(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n)
@@ -88,10 +90,27 @@ static int tap_set_queue_pairs(struct net_backend *be, unsigned int n)
 	return 0;
 }
 
+static int tap_start_offload(struct net_backend *be, unsigned int qp, const struct guest_mem *mem,
+			     uint64_t features, const struct net_ring rings[2])
+{
+	struct net_tap *tap = (struct net_tap *)be;
+
+	return tap->vhost ? vhost_net_start(tap->vhost, qp, mem, features, rings, tap->fds[qp]) : -ENOTSUP;
+}
+
+static void tap_stop_offload(struct net_backend *be, unsigned int qp, const struct net_ring rings[2])
+{
+	struct net_tap *tap = (struct net_tap *)be;
+
+	if (tap->vhost)
+		vhost_net_stop(tap->vhost, qp, rings);
+}
+
 static void tap_destroy(struct net_backend *be)
 {
 	struct net_tap *tap = (struct net_tap *)be;
 
+	vhost_net_close(tap->vhost);  /* first: the kernel stops using the tap queues */
 	for (unsigned int q = 0; q < NET_MAX_QUEUE_PAIRS; q++)
 		if (tap->fds[q] >= 0)
 			close(tap->fds[q]);
@@ -105,6 +124,8 @@ static const struct net_backend_ops tap_ops = {
 	.rx_fd = tap_rx_fd,
 	.set_guest_offloads = tap_set_guest_offloads,
 	.set_queue_pairs = tap_set_queue_pairs,
+	.start_offload = tap_start_offload,
+	.stop_offload = tap_stop_offload,
 	.destroy = tap_destroy,
 };
 
@@ -128,16 +149,19 @@ static int link_up(const char *ifname)
 	return err;
 }
 
-struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, const char **why)
+struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, struct vhost_net *vhost,
+				 const char **why)
 {
 	struct net_tap *tap = calloc(1, sizeof(*tap));
 	int hdr_len = (int)NET_HDR_LEN;
 	unsigned int features = 0;
 
 	if (!tap) {
+		vhost_net_close(vhost);
 		*why = "out of memory";
 		return NULL;
 	}
+	tap->vhost = vhost;
 	for (unsigned int q = 0; q < NET_MAX_QUEUE_PAIRS; q++)
 		tap->fds[q] = -1;
 	tap->be = (struct net_backend){
@@ -147,6 +171,7 @@ struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, c
 			    (1ULL << VIRTIO_NET_F_HOST_ECN) | (1ULL << VIRTIO_NET_F_GUEST_TSO4) |
 			    (1ULL << VIRTIO_NET_F_GUEST_TSO6) | (1ULL << VIRTIO_NET_F_GUEST_ECN),
 	};
+	tap->be.has_offload = vhost != NULL;
 	strncpy(tap->ifname, ifname, IFNAMSIZ - 1);
 	for (unsigned int q = 0; q < queue_pairs; q++) {
 		struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR |

@@ -43,6 +43,26 @@ static void intx_set(void *ctx, bool asserted)
 	irq_shared_line_set(dev->vm, dev->intx_gsi, asserted);
 }
 
+static void kick_watch(void *ctx, unsigned int q, bool watch)
+{
+	struct virtio_kvm_device *dev = ctx;
+
+	if (watch ? io_thread_add(dev->io, &dev->kicks[q].handler)
+		  : event_loop_remove(&dev->io->loop, &dev->kicks[q].handler))
+		log_warn("%s: queue %u: cannot %s its kicks", dev->vdev->ops->name, q, watch ? "watch" : "unwatch");
+}
+
+static void watch_events(struct virtio_dev *vdev, bool watch)
+{
+	struct virtio_kvm_device *dev = ((struct virtio_pci *)vdev->transport)->hooks->ctx;
+
+	for (unsigned int i = 0; i < dev->nr_events; i++) {
+		if (watch ? io_thread_add_edge(dev->io, &dev->events[i].handler)
+			  : event_loop_remove(&dev->io->loop, &dev->events[i].handler))
+			log_warn("%s: cannot %s its backend", vdev->ops->name, watch ? "watch" : "unwatch");
+	}
+}
+
 static void kick_ready(struct event_handler *handler, uint32_t events)
 {
 	struct virtio_kvm_kick *kick = (struct virtio_kvm_kick *)handler;
@@ -76,9 +96,10 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	}
 	dev->vm = vm;
 	dev->vdev = vdev;
+	dev->io = io;
 	dev->destroy = destroy;
 	dev->hooks = (struct virtio_pci_hooks){ .kick_bind = kick_bind, .msi_route = msi_route,
-					     .intx_set = intx_set, .ctx = dev };
+					     .intx_set = intx_set, .kick_watch = kick_watch, .ctx = dev };
 	dev->gsi_base = irq_alloc_msi_gsis(vm, VIRTIO_PCI_MSIX_VECTORS);
 	what = "no interrupt routes left";
 	if (dev->gsi_base < 0)
@@ -115,7 +136,9 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 			what = "cannot watch its backend";
 			if (io_thread_add_edge(io, &dev->events[i].handler))
 				goto fail_transport;
+			dev->nr_events = i + 1;
 		}
+		vdev->watch_events = watch_events;
 	}
 	return dev;
 

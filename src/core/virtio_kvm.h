@@ -23,6 +23,7 @@ struct virtio_kvm_event {
 struct virtio_kvm_device {
 	struct vm *vm;
 	struct virtio_dev *vdev;
+	struct io_thread *io;
 	void (*destroy)(struct virtio_dev *vdev);
 	struct virtio_pci vp;
 	struct virtio_pci_hooks hooks;
@@ -31,6 +32,7 @@ struct virtio_kvm_device {
 	bool irqfd_bound[VIRTIO_PCI_MSIX_VECTORS];
 	struct virtio_kvm_kick kicks[VIRTIO_MAX_QUEUES];
 	struct virtio_kvm_event events[VIRTIO_MAX_EVENT_FDS];
+	unsigned int nr_events;
 };
 
 /* Plug vdev in at the next free slot and BAR address; on failure vdev is destroyed. */

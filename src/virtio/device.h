@@ -51,6 +51,16 @@ struct virtio_dev {
 	/* Run queue_kick(q) again soon, after other work: for devices that stop
 	 * at a budget where no new event would bring them back. */
 	void (*requeue)(struct virtio_dev *vdev, unsigned int q);
+	/* For queues another server runs (vhost): kvio stops reading q's kick
+	 * eventfd and returns it in *kick_fd, and *call_fd is an eventfd that
+	 * interrupts the guest for q without kvio (the vector's irqfd). Returns
+	 * -ENOTSUP when that is impossible (MSI-X off, no vector, no KVM). */
+	int (*offload_queue)(struct virtio_dev *vdev, unsigned int q, int *kick_fd, int *call_fd);
+	/* kvio serves q again; kicks that arrived meanwhile are processed. */
+	void (*reclaim_queue)(struct virtio_dev *vdev, unsigned int q);
+	/* Optional (NULL without an I/O thread): stop or resume watching the
+	 * device's event fds, while another server consumes them. */
+	void (*watch_events)(struct virtio_dev *vdev, bool watch);
 	void *transport;
 };
 

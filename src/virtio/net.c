@@ -41,6 +41,8 @@ struct virtio_net {
 	struct virtq_elem ctrl_elem;
 	struct iovec ctrl_iov[NET_CTRL_MAX_IOV];
 	bool recv_error_logged;
+	bool offloaded[NET_MAX_QUEUE_PAIRS];  /* the backend's data path (vhost) runs this pair */
+	bool offload_refused_logged;
 };
 
 static unsigned int rx_queue(unsigned int qp) { return 2 * qp; }
@@ -72,7 +74,7 @@ static void receive(struct virtio_net *net, unsigned int qp)
 	bool mergeable = negotiated(net, VIRTIO_NET_F_MRG_RXBUF), pushed = false;
 	size_t need = rx_room_needed(net);
 
-	if (!vdev->vq_ready[rx_queue(qp)] || qp >= net->active_pairs)
+	if (!vdev->vq_ready[rx_queue(qp)] || qp >= net->active_pairs || net->offloaded[qp])
 		return;
 	for (unsigned int frame = 0;; frame++) {
 		unsigned int chains = 0, niov = 0, used = 0;
@@ -161,6 +163,8 @@ static bool transmit(struct virtio_net *net, unsigned int qp)
 	struct virtq *vq = &vdev->vq[tx_queue(qp)];
 	bool pushed = false, more = false;
 
+	if (net->offloaded[qp])
+		return false;
 	for (unsigned int frame = 0;; frame++) {
 		int ret;
 
@@ -320,12 +324,74 @@ static void net_event_ready(struct virtio_dev *vdev, unsigned int qp)
 		receive(net, qp);
 }
 
+static void offload_rings(struct virtio_net *net, unsigned int qp, struct net_ring rings[2])
+{
+	rings[0] = (struct net_ring){ .vq = &net->vdev.vq[rx_queue(qp)], .kick_fd = -1, .call_fd = -1 };
+	rings[1] = (struct net_ring){ .vq = &net->vdev.vq[tx_queue(qp)], .kick_fd = -1, .call_fd = -1 };
+}
+
+/* Give queue pair qp's rings to the backend's own data path (vhost-net): from
+ * then on guest kicks and interrupts bypass kvio entirely. */
+static int start_offload(struct virtio_net *net, unsigned int qp)
+{
+	struct virtio_dev *vdev = &net->vdev;
+	unsigned int queues[2] = { rx_queue(qp), tx_queue(qp) };
+	struct net_ring rings[2];
+	int err = 0;
+
+	offload_rings(net, qp, rings);
+	for (unsigned int i = 0; i < 2 && !err; i++) {
+		if (!vdev->vq_ready[queues[i]])
+			err = -ENOTSUP;  /* a pair the driver did not set up stays with kvio */
+		else
+			err = vdev->offload_queue(vdev, queues[i], &rings[i].kick_fd, &rings[i].call_fd);
+	}
+	if (!err)
+		err = net->be->ops->start_offload(net->be, qp, rings[0].vq->mem, vdev->features, rings);
+	if (err) {
+		vdev->reclaim_queue(vdev, queues[0]);
+		vdev->reclaim_queue(vdev, queues[1]);
+		return err;
+	}
+	net->offloaded[qp] = true;
+	return 0;
+}
+
+static void stop_offload(struct virtio_net *net, unsigned int qp)
+{
+	struct net_ring rings[2];
+
+	if (!net->offloaded[qp])
+		return;
+	offload_rings(net, qp, rings);
+	net->be->ops->stop_offload(net->be, qp, rings);
+	net->offloaded[qp] = false;
+	net->vdev.reclaim_queue(&net->vdev, rx_queue(qp));
+	net->vdev.reclaim_queue(&net->vdev, tx_queue(qp));
+}
+
 static void net_driver_ok(struct virtio_dev *vdev)
 {
 	struct virtio_net *net = (struct virtio_net *)vdev;
+	unsigned int offloaded = 0;
 
 	if (net->be->ops->set_guest_offloads)
 		net->be->ops->set_guest_offloads(net->be, vdev->features);
+	for (unsigned int qp = 0; qp < net->queue_pairs && net->be->has_offload; qp++) {
+		int err = start_offload(net, qp);
+
+		if (!err) {
+			offloaded++;
+		} else if (!net->offload_refused_logged) {
+			log_info("virtio-net: queue pair %u stays in kvio, not %s's data path: %s%s", qp,
+				 net->be->ops->name, strerror(-err),
+				 err == -ENOTSUP ? " (it needs MSI-X, which the driver did not enable)" : "");
+			net->offload_refused_logged = true;
+		}
+	}
+	/* The backend's fds are the outside data path's now: stop waking up for them. */
+	if (offloaded == net->queue_pairs && vdev->watch_events)
+		vdev->watch_events(vdev, false);
 	for (unsigned int qp = 0; qp < net->active_pairs; qp++)
 		receive(net, qp);
 }
@@ -333,6 +399,14 @@ static void net_driver_ok(struct virtio_dev *vdev)
 static void net_reset(struct virtio_dev *vdev)
 {
 	struct virtio_net *net = (struct virtio_net *)vdev;
+	bool all_offloaded = net->queue_pairs > 0;
+
+	for (unsigned int qp = 0; qp < net->queue_pairs; qp++) {
+		all_offloaded &= net->offloaded[qp];
+		stop_offload(net, qp);
+	}
+	if (all_offloaded && vdev->watch_events)
+		vdev->watch_events(vdev, true);
 
 	net->active_pairs = 1;
 	if (net->queue_pairs > 1 && net->be->ops->set_queue_pairs)

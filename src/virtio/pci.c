@@ -253,6 +253,39 @@ static void requeue(struct virtio_dev *vdev, unsigned int q)
 	kick(vdev->transport, q);
 }
 
+static int offload_queue(struct virtio_dev *vdev, unsigned int q, int *kick_fd, int *call_fd)
+{
+	struct virtio_pci *vp = vdev->transport;
+	struct virtio_pci_queue *pq = &vp->queues[q];
+
+	/* A direct irqfd bypasses the vector mask and the ISR, so only an
+	 * unmasked MSI-X vector qualifies; Linux masks virtio vectors only while
+	 * it tears them down, after resetting the device. */
+	if (q >= vdev->ops->num_queues || !vp->hooks || !vp->hooks->kick_watch || !msix_enabled(vp) ||
+	    (msix_control(vp) & MSIX_FUNCTION_MASK) || pq->msix_vector >= VIRTIO_PCI_MSIX_VECTORS ||
+	    !vp->msix[pq->msix_vector].routed || (vp->msix[pq->msix_vector].control & MSIX_CONTROL_MASKED))
+		return -ENOTSUP;
+	if (!pq->offloaded) {
+		pq->offloaded = true;
+		vp->hooks->kick_watch(vp->hooks->ctx, q, false);
+	}
+	*kick_fd = pq->kick_fd;
+	*call_fd = vp->msix[pq->msix_vector].fd;
+	return 0;
+}
+
+static void reclaim_queue(struct virtio_dev *vdev, unsigned int q)
+{
+	struct virtio_pci *vp = vdev->transport;
+	struct virtio_pci_queue *pq = &vp->queues[q];
+
+	if (q >= vdev->ops->num_queues || !pq->offloaded)
+		return;
+	pq->offloaded = false;
+	vp->hooks->kick_watch(vp->hooks->ctx, q, true);
+	kick(vp, q);
+}
+
 static void set_needs_reset(struct virtio_dev *vdev)
 {
 	struct virtio_pci *vp = vdev->transport;
@@ -272,6 +305,7 @@ static void reset_device(struct virtio_pci *vp)
 	if (vdev->ops->reset)
 		vdev->ops->reset(vdev);
 	for (unsigned int q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+		reclaim_queue(vdev, q);  /* the device's reset stopped whoever served it */
 		vp->queues[q].size = vdev->ops->queue_size;
 		vp->queues[q].msix_vector = VIRTIO_MSI_NO_VECTOR;
 		vp->queues[q].enabled = false;
@@ -310,6 +344,8 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 	vdev->used_notify = used_notify;
 	vdev->set_needs_reset = set_needs_reset;
 	vdev->requeue = requeue;
+	vdev->offload_queue = offload_queue;
+	vdev->reclaim_queue = reclaim_queue;
 	build_config_space(vp);
 	reset_device(vp);
 
@@ -499,8 +535,13 @@ static void msix_update_route(struct virtio_pci *vp, unsigned int vector)
 	const struct virtio_pci_hooks *hooks = vp->hooks;
 	struct virtio_pci_msix *m = &vp->msix[vector];
 
-	if (hooks && hooks->msi_route && hooks->msi_route(hooks->ctx, vector, m->addr, m->data, m->fd))
+	if (!hooks || !hooks->msi_route)
+		return;
+	m->routed = false;
+	if (hooks->msi_route(hooks->ctx, vector, m->addr, m->data, m->fd))
 		log_warn("%s: cannot route MSI-X vector %u", vp->pci.name, vector);
+	else
+		m->routed = m->addr != 0;
 }
 
 static uint64_t msix_read(struct virtio_pci *vp, uint64_t off, unsigned int size)
@@ -635,7 +676,7 @@ void virtio_pci_handle_kick(struct virtio_pci *vp, unsigned int q)
 	if (read(vp->queues[q].kick_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		log_warn("%s: kick eventfd: %s", vp->pci.name, strerror(errno));
 	pthread_mutex_lock(&vdev->lock);
-	if (vdev->vq_ready[q] && (vp->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
+	if (vdev->vq_ready[q] && !vp->queues[q].offloaded && (vp->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
 	    !(vp->status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
 		/* Over budget: kick ourselves, so other queues get their turn first. */
 		if (vdev->ops->queue_kick(vdev, q))

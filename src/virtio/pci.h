@@ -37,6 +37,8 @@ struct virtio_pci_hooks {
 	int (*msi_route)(void *ctx, unsigned int vector_index, uint64_t addr, uint32_t data, int fd);
 	/* Raise or lower the device's INTx line (used while MSI-X is off). */
 	void (*intx_set)(void *ctx, bool asserted);
+	/* Start or stop watching queue q's kick eventfd (queue offload). */
+	void (*kick_watch)(void *ctx, unsigned int q, bool watch);
 	void *ctx;
 };
 
@@ -46,6 +48,7 @@ struct virtio_pci_queue {
 	bool enabled;
 	uint64_t desc, avail, used;
 	int kick_fd;              /* eventfd the guest's notify writes land on */
+	bool offloaded;           /* another server (vhost) reads kick_fd */
 };
 
 struct virtio_pci_msix {
@@ -53,6 +56,7 @@ struct virtio_pci_msix {
 	uint32_t data;
 	uint32_t control;         /* bit 0: masked */
 	int fd;                   /* eventfd that injects this vector */
+	bool routed;              /* fd reaches the guest without kvio (irqfd + MSI route) */
 };
 
 struct virtio_pci {

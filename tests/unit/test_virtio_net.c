@@ -35,6 +35,9 @@ struct fake_backend {
 	unsigned int sent_count, pairs;
 	unsigned int flood;       /* this many more 60-byte frames, produced on demand */
 	uint64_t guest_offloads;
+	struct net_ring offload[2][2];   /* what start_offload was given, per pair */
+	bool offload_running[2];
+	unsigned int offload_stops;
 };
 
 static struct fake_backend *fake;
@@ -90,6 +93,22 @@ static int fake_set_queue_pairs(struct net_backend *be, unsigned int n)
 	return 0;
 }
 
+static int fake_start_offload(struct net_backend *be, unsigned int qp, const struct guest_mem *mem,
+			      uint64_t features, const struct net_ring rings[2])
+{
+	(void)be, (void)mem, (void)features;
+	memcpy(fake->offload[qp], rings, sizeof(fake->offload[qp]));
+	fake->offload_running[qp] = true;
+	return 0;
+}
+
+static void fake_stop_offload(struct net_backend *be, unsigned int qp, const struct net_ring rings[2])
+{
+	(void)be, (void)rings;
+	fake->offload_running[qp] = false;
+	fake->offload_stops++;
+}
+
 static void fake_destroy(struct net_backend *be)
 {
 	(void)be;
@@ -105,6 +124,8 @@ static const struct net_backend_ops fake_ops = {
 	.rx_fd = fake_rx_fd,
 	.set_guest_offloads = fake_set_guest_offloads,
 	.set_queue_pairs = fake_set_queue_pairs,
+	.start_offload = fake_start_offload,
+	.stop_offload = fake_stop_offload,
 	.destroy = fake_destroy,
 };
 
@@ -431,6 +452,61 @@ static void test_control_without_ack_byte_needs_reset(void **state)
 	assert_true(vtd_read(&d, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
+/* vhost's shape: at DRIVER_OK each pair's rings go to the backend with the
+ * kick eventfds (no longer watched by kvio) and the vectors' irqfds; kvio then
+ * leaves the rings alone, and a reset takes them back. */
+static void test_offload_hands_rings_over(void **state)
+{
+	struct vtd_buf tx = { vtd_alloc(&d, NET_HDR_LEN + 60), NET_HDR_LEN + 60, false };
+	uint32_t id, len;
+
+	(void)state;
+	fake->be.has_offload = true;
+	start(1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	for (unsigned int qp = 0; qp < 2; qp++) {
+		assert_true(fake->offload_running[qp]);
+		for (unsigned int i = 0; i < 2; i++) {
+			unsigned int q = 2 * qp + i;
+
+			assert_ptr_equal(fake->offload[qp][i].vq, &net->vq[q]);
+			assert_int_equal(fake->offload[qp][i].kick_fd, d.vp.queues[q].kick_fd);
+			assert_int_equal(fake->offload[qp][i].call_fd, d.vp.msix[q].fd);
+			assert_true(d.kick_unwatched[q]);
+		}
+	}
+	assert_false(d.kick_unwatched[4]);  /* the control queue stays with kvio */
+	vtd_offer(&d, 1, &tx, 1);
+	vtd_kick(&d, 1);
+	assert_int_equal(fake->sent_count, 0);
+	assert_false(vtd_next_used(&d, 1, &id, &len));
+	host_sends(60, 0xAB);
+	offer_rx(0, 2048);
+	backend_ready(0);
+	assert_false(vtd_next_used(&d, 0, &id, &len));
+	/* Reset: the backend stops, kvio watches the kicks again. */
+	vtd_write(&d, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_int_equal(fake->offload_stops, 2);
+	assert_false(fake->offload_running[0] || fake->offload_running[1]);
+	for (unsigned int q = 0; q < 4; q++)
+		assert_false(d.kick_unwatched[q]);
+}
+
+/* Without MSI-X there is no irqfd to hand over: kvio keeps the data path. */
+static void test_offload_needs_msix(void **state)
+{
+	struct vtd_buf tx = { vtd_alloc(&d, NET_HDR_LEN + 60), NET_HDR_LEN + 60, false };
+
+	(void)state;
+	fake->be.has_offload = true;
+	pci_device_config_write(&d.vp.pci, 0x40 + PCI_MSIX_FLAGS, 0, 2);
+	start(0);
+	assert_false(fake->offload_running[0] || fake->offload_running[1]);
+	assert_false(d.kick_unwatched[0] || d.kick_unwatched[1]);
+	vtd_offer(&d, 1, &tx, 1);
+	vtd_kick(&d, 1);
+	assert_int_equal(fake->sent_count, 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -445,6 +521,8 @@ int main(void)
 		T(test_receive_budget_requeues),
 		T(test_control_queue),
 		T(test_control_without_ack_byte_needs_reset),
+		T(test_offload_hands_rings_over),
+		T(test_offload_needs_msix),
 	};
 
 	return cmocka_run_group_tests_name("virtio_net", tests, NULL, NULL);

@@ -17,6 +17,20 @@ static void record_intx(void *ctx, bool asserted)
 	d->intx = asserted;
 }
 
+/* As if KVM routed the vector: its eventfd reaches the "guest" directly. */
+static int record_msi_route(void *ctx, unsigned int vector, uint64_t addr, uint32_t data, int fd)
+{
+	(void)ctx, (void)vector, (void)addr, (void)data, (void)fd;
+	return 0;
+}
+
+static void record_kick_watch(void *ctx, unsigned int q, bool watch)
+{
+	struct vtd *d = ctx;
+
+	d->kick_unwatched[q] = !watch;
+}
+
 void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 {
 	memset(d, 0, sizeof(*d));
@@ -24,7 +38,8 @@ void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 	d->ram_size = ram_size;
 	d->next_data = VTD_DATA_START;
 	guest_mem_layout(&d->mem, d->ram, ram_size, -1);
-	d->hooks = (struct virtio_pci_hooks){ .intx_set = record_intx, .ctx = d };
+	d->hooks = (struct virtio_pci_hooks){ .intx_set = record_intx, .msi_route = record_msi_route,
+					   .kick_watch = record_kick_watch, .ctx = d };
 	if (!d->ram || virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, &d->hooks))
 		abort();
 	pci_device_config_write(&d->vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);

@@ -25,6 +25,7 @@ struct vtd {
 	struct virtio_pci vp;
 	struct virtio_pci_hooks hooks;
 	bool intx;                /* the device's INTx line, as the platform sees it */
+	bool kick_unwatched[VIRTIO_MAX_QUEUES];  /* the device handed this queue's kicks elsewhere */
 	uint64_t next_data;
 	struct {
 		uint16_t size, avail_idx, next_desc, used_seen;
