@@ -25,10 +25,12 @@ out=${1:-$root/build/guest}
 # Each package is downloaded and unpacked like the kernel; add_binary copies the
 # binary and every library ldd resolves, from the unpacked packages first, then
 # from the host (the same Debian release, so its libc matches).
-# mkfs.ext4 for the virtio-blk tests and lspci for the virtio-pci ones (with the
-# libraries they link that a minimal host may lack).
-GUEST_PACKAGES=(e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 pciutils libpci3 libkmod2 libudev1 zlib1g)
-GUEST_BINARIES=(/sbin/mke2fs /sbin/mkfs.ext4 /usr/bin/lspci)
+# mkfs.ext4 for the virtio-blk tests, lspci for the virtio-pci ones, iperf3 for
+# bench/net and ethtool for multiqueue (with the libraries they link that a
+# minimal host may lack).
+GUEST_PACKAGES=(e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 pciutils libpci3 libkmod2 libudev1 zlib1g
+	iperf3 libiperf0 libsctp1 libssl3 ethtool libmnl0)
+GUEST_BINARIES=(/sbin/mke2fs /sbin/mkfs.ext4 /usr/bin/lspci /usr/bin/iperf3 /sbin/ethtool)
 # fio for bench/blk is built from Debian's source package (see build_fio): the
 # binary package links about 80 MB of libraries (ceph, gluster, ICU...) for
 # engines the guest never uses.
@@ -37,7 +39,7 @@ GUEST_BINARIES=(/sbin/mke2fs /sbin/mkfs.ext4 /usr/bin/lspci)
 die() { echo "guest/build.sh: $*" >&2; exit 1; }
 log() { echo "guest/build.sh: $*" >&2; }
 
-inputs=("$here/build.sh" "$here/init" "$here/modules.list" "$here/mkinitramfs.sh")
+inputs=("$here/build.sh" "$here/init" "$here/udhcpc.script" "$here/modules.list" "$here/mkinitramfs.sh")
 outputs=(vmlinuz initramfs.cpio.gz)
 
 up_to_date() {
@@ -198,6 +200,8 @@ if ((${#GUEST_PACKAGES[@]})); then
 	done
 	for b in "${GUEST_BINARIES[@]}"; do add_binary "$b"; done
 fi
+# busybox udhcpc hands leases to this script (kvio.ip=dhcp).
+install -D -m 0755 "$here/udhcpc.script" "$extra/etc/udhcpc/default.script"
 
 log "packing initramfs for $kver"
 "$here/mkinitramfs.sh" --out "$out/initramfs.cpio.gz" --kernel-tree "$out/kernel" \

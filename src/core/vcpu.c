@@ -140,6 +140,23 @@ static void handle_mmio(struct vcpu *vcpu)
 }
 
 /* Returns false when the vCPU should stop running. */
+/* Where the guest was when it died: enough to find the code in System.map
+ * and to tell a broken stack or IDT from a broken page table. */
+static void log_cpu_state(struct vcpu *vcpu)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+		return;
+	log_warn("vCPU %u: rip %#llx rsp %#llx rflags %#llx cs %#x cr0 %#llx cr2 %#llx cr3 %#llx cr4 %#llx "
+		 "efer %#llx idt %#llx/%#x gdt %#llx/%#x", vcpu->index, (unsigned long long)regs.rip,
+		 (unsigned long long)regs.rsp, (unsigned long long)regs.rflags, sregs.cs.selector,
+		 (unsigned long long)sregs.cr0, (unsigned long long)sregs.cr2, (unsigned long long)sregs.cr3,
+		 (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer, (unsigned long long)sregs.idt.base,
+		 sregs.idt.limit, (unsigned long long)sregs.gdt.base, sregs.gdt.limit);
+}
+
 static bool handle_exit(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
@@ -155,6 +172,7 @@ static bool handle_exit(struct vcpu *vcpu)
 		/* A triple fault: how a PC resets when nothing else works. Linux
 		 * guests reboot through the i8042 here, so this one is worth a line. */
 		log_warn("vCPU %u: triple fault, the guest reset itself", vcpu->index);
+		log_cpu_state(vcpu);
 		vm_request_stop(vcpu->vm, VM_STOP_REBOOT);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:

@@ -21,12 +21,14 @@
 #include "core/acpi.h"
 #include "core/boot_x86.h"
 #include "core/cpuid.h"
+#include "core/e1000_kvm.h"
 #include "core/irq.h"
 #include "core/vcpu.h"
 #include "core/virtio_kvm.h"
 #include "hw/acpi_pm.h"
 #include "hw/i8042.h"
 #include "hw/pci.h"
+#include "vhost/vhost_net.h"
 #include "hw/serial8250.h"
 #include "util/event_loop.h"
 #include "util/log.h"
@@ -61,7 +63,10 @@ struct machine {
 	struct io_thread io;
 	struct virtio_kvm_device *virtio[MAX_VIRTIO_DEVICES];
 	unsigned int nr_virtio;
+	struct e1000_kvm *e1000[CONFIG_MAX_NICS];
+	unsigned int nr_e1000;
 	uint64_t next_bar;
+	uint16_t next_io_port;
 	struct virtio_dev *hvc;     /* the virtio-console the terminal feeds, if any */
 };
 
@@ -324,32 +329,76 @@ static int add_virtio(struct vm *vm, struct machine *m, struct virtio_dev *vdev,
 	return 0;
 }
 
-/* A NIC and its backend. Without mac=, NIC i gets 52:54:00:12:34:(56 + i), the
- * addresses QEMU hands out, so guest-side setups written for QEMU carry over. */
-static struct virtio_dev *create_nic(const struct net_config *nic, unsigned int index)
+/* vhost=on|auto: the kernel's vhost-net, or (auto only) a notice and kvio's own data path. */
+static int open_vhost(const struct net_config *nic, struct vhost_net **vhost)
+{
+	const char *why = "unknown error";
+
+	*vhost = NULL;
+	if (nic->vhost == NET_VHOST_OFF)
+		return 0;
+	*vhost = vhost_net_open(nic->queues, &why);
+	if (*vhost)
+		return 0;
+	if (nic->vhost == NET_VHOST_ON) {
+		log_error("--net: vhost=on: %s: %s", why, strerror(errno));
+		return -1;
+	}
+	log_info("--net: vhost=auto: %s; kvio moves the frames itself", why);
+	return 0;
+}
+
+/* Where a NIC's frames go: a tap (maybe with vhost-net) or user-mode networking. */
+static struct net_backend *open_net_backend(const struct net_config *nic)
+{
+	const char *why = "unknown error";
+	struct net_backend *be;
+	struct vhost_net *vhost;
+
+	if (nic->backend == NET_BACKEND_USER) {
+		be = net_user_open(nic->hostfwds, nic->nr_hostfwds, &why);
+		if (!be)
+			log_error("--net: user: %s: %s", why, strerror(errno));
+		return be;
+	}
+	if (open_vhost(nic, &vhost))
+		return NULL;
+	be = net_tap_open(nic->ifname, nic->queues, vhost, &why);
+	if (!be)
+		log_error("--net: tap '%s': %s: %s", nic->ifname, why, strerror(errno));
+	return be;
+}
+
+/* A NIC of either model on its backend. Without mac=, NIC i gets
+ * 52:54:00:12:34:(56 + i), the addresses QEMU hands out, so guest-side setups
+ * written for QEMU carry over. */
+static int add_nic(struct vm *vm, struct machine *m, const struct net_config *nic, unsigned int index)
 {
 	struct virtio_net_options opts = { .queue_pairs = nic->queues,
 					   .mac = { 0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + index) } };
-	const char *why = "unknown error";
 	struct virtio_dev *vdev;
 
 	if (nic->mac_set)
 		memcpy(opts.mac, nic->mac, sizeof(opts.mac));
-	opts.backend = net_tap_open(nic->ifname, nic->queues, &why);
-	if (!opts.backend) {
-		log_error("--net: tap '%s': %s: %s", nic->ifname, why, strerror(errno));
-		return NULL;
+	opts.backend = open_net_backend(nic);
+	if (!opts.backend)
+		return -1;
+	if (nic->model == NET_MODEL_E1000) {
+		m->e1000[m->nr_e1000] = e1000_kvm_add(vm, &m->pci, &m->io, &m->next_bar, &m->next_io_port,
+						      opts.backend, opts.mac);
+		return m->e1000[m->nr_e1000] ? (m->nr_e1000++, 0) : -1;
 	}
 	vdev = virtio_net_create(&opts);
 	if (!vdev) {
 		log_error("--net: cannot create the virtio-net device");
 		opts.backend->ops->destroy(opts.backend);
+		return -1;
 	}
-	return vdev;
+	return add_virtio(vm, m, vdev, virtio_net_destroy);
 }
 
-/* The virtio devices the command line asks for: a new device is one line here. */
-static int add_virtio_devices(struct vm *vm, const struct vm_config *cfg, struct machine *m)
+/* The PCI devices the command line asks for: a new device is one line here. */
+static int add_pci_devices(struct vm *vm, const struct vm_config *cfg, struct machine *m)
 {
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		const struct disk_config *d = &cfg->disks[i];
@@ -361,7 +410,7 @@ static int add_virtio_devices(struct vm *vm, const struct vm_config *cfg, struct
 			return -1;
 	}
 	for (unsigned int i = 0; i < cfg->nr_nics; i++) {
-		if (add_virtio(vm, m, create_nic(&cfg->nics[i], i), virtio_net_destroy))
+		if (add_nic(vm, m, &cfg->nics[i], i))
 			return -1;
 	}
 	if (cfg->rng && add_virtio(vm, m, virtio_rng_create(), virtio_rng_destroy))
@@ -384,6 +433,7 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 	pci_bus_init(&m->pci);
 	m->nr_virtio = 0;
 	m->next_bar = PCI_MMIO32_START;
+	m->next_io_port = E1000_KVM_IO_START;
 	m->hvc = NULL;
 	if (io_thread_init(&m->io)) {
 		log_error("cannot create the I/O thread");
@@ -400,7 +450,7 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 		log_error("cannot register the emulated devices' ports");
 		return -1;
 	}
-	return add_virtio_devices(vm, cfg, m);
+	return add_pci_devices(vm, cfg, m);
 }
 
 static void teardown_machine(struct machine *m)
@@ -409,6 +459,8 @@ static void teardown_machine(struct machine *m)
 	io_thread_destroy(&m->io);
 	for (unsigned int i = 0; i < m->nr_virtio; i++)
 		virtio_kvm_remove(m->virtio[i]);
+	for (unsigned int i = 0; i < m->nr_e1000; i++)
+		e1000_kvm_remove(m->e1000[i]);
 	pci_bus_destroy(&m->pci);
 	serial8250_destroy(&m->com1);
 }
