@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Network benchmark: iperf3 TCP from the guest to the host and back (-R)
+through each NIC model and backend, in kvio and in QEMU (same kernel, initrd,
+vCPUs, memory and options), plus iperf3 over a veth pair between two network
+namespaces as the host's own limit. Several rounds, the VMMs alternating which
+goes first; prints medians and ratios. Everything runs in network namespaces
+this script creates and removes. Needs real KVM: bench/net runs it in the
+testbed."""
+import argparse
+import os
+import statistics
+import subprocess
+import time
+
+NS = f"kvio-bench-{os.getpid()}"
+HOST = "10.0.2.2"
+DIRECTIONS = ("guest->host", "host->guest")
+
+# (row, model, backend, vhost)
+ROWS = [("e1000/tap", "e1000", "tap", False),
+        ("virtio/tap", "virtio", "tap", False),
+        ("virtio/user", "virtio", "user", False),
+        ("virtio/tap+vhost", "virtio", "tap", True)]
+
+
+def sh(*cmd, check=True):
+    return subprocess.run(cmd, check=check, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout.decode()
+
+
+def netns(*cmd, check=True):
+    return sh("ip", "netns", "exec", NS, *cmd, check=check)
+
+
+def make_namespace(backend):
+    sh("ip", "netns", "add", NS)
+    netns("ip", "link", "set", "lo", "up")
+    if backend == "tap":
+        netns("ip", "tuntap", "add", "dev", "kvtap0", "mode", "tap")
+        netns("ip", "addr", "add", f"{HOST}/24", "dev", "kvtap0")
+        netns("ip", "link", "set", "kvtap0", "up")
+
+
+def drop_namespace():
+    sh("ip", "netns", "del", NS, check=False)
+
+
+def iperf_server(addr):
+    """One iperf3 server in the namespace: the guest runs both directions against it."""
+    proc = subprocess.Popen(["ip", "netns", "exec", NS, "iperf3", "-s", "-B", addr],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc
+
+
+def guest_command(seconds):
+    """iperf3's receiver-side Mbit/s for each direction, as '=DIR= N'."""
+    rate = "sed -n 's/.* \\([0-9.]*\\) Mbits.sec.*receiver$/\\1/p'"
+    return (f"sleep 1; echo =guest-host= $(iperf3 -c {HOST} -t {seconds} -f m | {rate}); "
+            f"echo =host-guest= $(iperf3 -c {HOST} -t {seconds} -f m -R | {rate})")
+
+
+def vmm_command(system, model, backend, vhost, args, cmdline):
+    if system == "kvio":
+        net = f"tap=kvtap0,vhost={'on' if vhost else 'off'}" if backend == "tap" else "user"
+        return [args.kvio, "run", "--kernel", args.kernel, "--initrd", args.initrd, "--memory", args.memory,
+                "--cpus", args.cpus, "--net", f"{net},model={model}", "--append", cmdline]
+    netdev = (f"tap,id=n0,ifname=kvtap0,script=no,downscript=no,vhost={'on' if vhost else 'off'}"
+              if backend == "tap" else "user,id=n0")
+    device = "e1000" if model == "e1000" else "virtio-net-pci"
+    return ["qemu-system-x86_64", "-enable-kvm", "-cpu", "host", "-M", "q35", "-m", args.memory,
+            "-smp", args.cpus, "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+            "-kernel", args.kernel, "-initrd", args.initrd, "-append", "console=ttyS0 " + cmdline,
+            "-netdev", netdev, "-device", f"{device},netdev=n0"]
+
+
+def run_guest(system, row, args):
+    _, model, backend, vhost = row
+    ip = "dhcp" if backend == "user" else "10.0.2.15/24"
+    cmdline = f"quiet kvio.ip={ip} kvio.run=\"{guest_command(args.seconds)}\""
+    make_namespace(backend)
+    server = iperf_server("127.0.0.1" if backend == "user" else HOST)
+    try:
+        proc = subprocess.run(["ip", "netns", "exec", NS] + vmm_command(system, model, backend, vhost, args, cmdline),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=args.timeout)
+    finally:
+        server.kill()
+        server.wait()
+        drop_namespace()
+    out = proc.stdout.decode(errors="replace")
+    res = []
+    for marker in ("=guest-host= ", "=host-guest= "):
+        vals = [l[len(marker):].split() for l in out.splitlines() if l.startswith(marker)]
+        if not vals or not vals[0]:
+            raise RuntimeError(f"no {marker.strip()} result (exit {proc.returncode}): {out[-300:]!r}")
+        res.append(float(vals[0][0]))
+    return tuple(res)
+
+
+def run_veth(args):
+    """The host's limit: iperf3 between two namespaces over a veth pair."""
+    peer = NS + "-b"
+    sh("ip", "netns", "add", NS)
+    sh("ip", "netns", "add", peer)
+    try:
+        sh("ip", "link", "add", "kvveth0", "netns", NS, "type", "veth", "peer", "name", "kvveth1", "netns", peer)
+        for ns, dev, addr in ((NS, "kvveth0", HOST), (peer, "kvveth1", "10.0.2.15")):
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{addr}/24", "dev", dev)
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        server = iperf_server(HOST)
+        try:
+            res = []
+            for extra in ([], ["-R"]):
+                out = sh("ip", "netns", "exec", peer, "iperf3", "-c", HOST, "-t", str(args.seconds), "-f", "m", *extra)
+                line = [l for l in out.splitlines() if l.endswith("receiver")][0]
+                res.append(float(line.split("Mbits/sec")[0].split()[-1]))
+        finally:
+            server.kill()
+            server.wait()
+    finally:
+        sh("ip", "netns", "del", peer, check=False)
+        drop_namespace()
+    return tuple(res)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10, help="per iperf3 direction")
+    ap.add_argument("--memory", default="512")
+    ap.add_argument("--cpus", default="1")
+    ap.add_argument("--rows", default=",".join(r[0] for r in ROWS), help="comma-separated subset of the rows")
+    ap.add_argument("--kvio", default="build/kvio")
+    ap.add_argument("--kernel", default="build/guest/vmlinuz")
+    ap.add_argument("--initrd", default="build/guest/initramfs.cpio.gz")
+    ap.add_argument("--timeout", type=float, default=600)
+    args = ap.parse_args()
+
+    rows = [r for r in ROWS if r[0] in args.rows.split(",")]
+    if not os.path.exists("/dev/vhost-net"):
+        print("no /dev/vhost-net here: the vhost row is left out")
+        rows = [r for r in rows if not r[3]]
+    results = {(r[0], s): [] for r in rows for s in ("kvio", "qemu")}
+    limit = []
+    for rnd in range(args.rounds):
+        systems = ("kvio", "qemu") if rnd % 2 == 0 else ("qemu", "kvio")
+        for row in rows:
+            for system in systems:
+                start = time.monotonic()
+                try:
+                    res = run_guest(system, row, args)
+                except (RuntimeError, subprocess.SubprocessError) as e:
+                    print(f"round {rnd + 1} {row[0]:17s} {system:4s} FAILED: {e}", flush=True)
+                    continue
+                results[(row[0], system)].append(res)
+                print(f"round {rnd + 1} {row[0]:17s} {system:4s} guest->host {res[0]:8.1f} Mbit/s  "
+                      f"host->guest {res[1]:8.1f} Mbit/s  ({time.monotonic() - start:.0f} s)", flush=True)
+        limit.append(run_veth(args))
+        print(f"round {rnd + 1} {'veth (limit)':17s}      guest->host {limit[-1][0]:8.1f} Mbit/s  "
+              f"host->guest {limit[-1][1]:8.1f} Mbit/s", flush=True)
+
+    def med(samples, i):
+        return statistics.median(s[i] for s in samples) if samples else float("nan")
+
+    lim = [med(limit, i) for i in range(2)]
+    print()
+    print("| row | direction | kvio Mbit/s | QEMU Mbit/s | kvio/QEMU | kvio/limit | QEMU/limit |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        for i, direction in enumerate(DIRECTIONS):
+            k, q = med(results[(row[0], "kvio")], i), med(results[(row[0], "qemu")], i)
+            print(f"| {row[0]} | {direction} | {k:.0f} | {q:.0f} | {k / q:.2f} | {k / lim[i]:.3f} | {q / lim[i]:.3f} |")
+    for i, direction in enumerate(DIRECTIONS):
+        print(f"| veth (limit) | {direction} | {lim[i]:.0f} | | | | |")
+    print()
+    base = {i: med(results.get(("e1000/tap", "kvio"), []), i) for i in range(2)}
+    virt = {i: med(results.get(("virtio/tap", "kvio"), []), i) for i in range(2)}
+    print("kvio virtio/tap over e1000/tap: " + ", ".join(
+        f"{d} {virt[i] / base[i]:.1f}x" for i, d in enumerate(DIRECTIONS)))
+    print(f"(medians of {args.rounds} rounds, iperf3 TCP {args.seconds} s per direction, {args.cpus} vCPU, "
+          f"{args.memory} MiB; failed runs: " + ", ".join(
+              f"{r} {s} {args.rounds - len(v)}" for (r, s), v in results.items() if len(v) < args.rounds) + ")")
+
+
+if __name__ == "__main__":
+    main()
