@@ -61,7 +61,7 @@ def guest_command(seconds):
 
 def vmm_command(system, model, backend, vhost, args, cmdline):
     if system == "kvio":
-        net = f"tap=kvtap0,vhost={'on' if vhost else 'off'}" if backend == "tap" else "user"
+        net = ("tap=kvtap0" + (",vhost=on" if vhost else "")) if backend == "tap" else "user"
         return [args.kvio, "run", "--kernel", args.kernel, "--initrd", args.initrd, "--memory", args.memory,
                 "--cpus", args.cpus, "--net", f"{net},model={model}", "--append", cmdline]
     netdev = (f"tap,id=n0,ifname=kvtap0,script=no,downscript=no,vhost={'on' if vhost else 'off'}"

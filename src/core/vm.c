@@ -427,14 +427,13 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 {
 	int err = 0;
 
+	memset(m, 0, sizeof(*m));  /* device counts and pointers start empty */
 	serial8250_init(&m->com1, STDOUT_FILENO, com1_set_irq, vm);
 	i8042_init(&m->kbc, reset_requested, vm);
 	acpi_pm_init(&m->pm, poweroff_requested, vm);
 	pci_bus_init(&m->pci);
-	m->nr_virtio = 0;
 	m->next_bar = PCI_MMIO32_START;
 	m->next_io_port = E1000_KVM_IO_START;
-	m->hvc = NULL;
 	if (io_thread_init(&m->io)) {
 		log_error("cannot create the I/O thread");
 		return -1;
