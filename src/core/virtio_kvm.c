@@ -1,10 +1,12 @@
 /* Binds the KVM-free virtio-pci transport to KVM: its notify addresses become
  * ioeventfds and its MSI-X vectors irqfds with MSI routes, so neither a kick
- * nor an interrupt involves a vCPU thread. */
+ * nor an interrupt involves a vCPU thread. Each queue group of the device gets
+ * an I/O thread: group 0 the VM's shared one, the others one each. */
 #include "core/virtio_kvm.h"
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,9 +48,9 @@ static void intx_set(void *ctx, bool asserted)
 static void kick_watch(void *ctx, unsigned int q, bool watch)
 {
 	struct virtio_kvm_device *dev = ctx;
+	struct io_thread *io = dev->io[dev->vdev->queue_group[q]];
 
-	if (watch ? io_thread_add(dev->io, &dev->kicks[q].handler)
-		  : event_loop_remove(&dev->io->loop, &dev->kicks[q].handler))
+	if (watch ? io_thread_add(io, &dev->kicks[q].handler) : event_loop_remove(&io->loop, &dev->kicks[q].handler))
 		log_warn("%s: queue %u: cannot %s its kicks", dev->vdev->ops->name, q, watch ? "watch" : "unwatch");
 }
 
@@ -57,8 +59,10 @@ static void watch_events(struct virtio_dev *vdev, bool watch)
 	struct virtio_kvm_device *dev = ((struct virtio_pci *)vdev->transport)->hooks->ctx;
 
 	for (unsigned int i = 0; i < dev->nr_events; i++) {
-		if (watch ? io_thread_add_edge(dev->io, &dev->events[i].handler)
-			  : event_loop_remove(&dev->io->loop, &dev->events[i].handler))
+		struct io_thread *io = dev->io[vdev->event_group[i]];
+
+		if (watch ? io_thread_add_edge(io, &dev->events[i].handler)
+			  : event_loop_remove(&io->loop, &dev->events[i].handler))
 			log_warn("%s: cannot %s its backend", vdev->ops->name, watch ? "watch" : "unwatch");
 	}
 }
@@ -75,14 +79,34 @@ static void device_event_ready(struct event_handler *handler, uint32_t events)
 {
 	struct virtio_kvm_event *event = (struct virtio_kvm_event *)handler;
 	struct virtio_dev *vdev = event->dev->vdev;
+	pthread_mutex_t *lock = virtio_group_lock(vdev, vdev->event_group[event->index]);
 
 	(void)events;
-	pthread_mutex_lock(&vdev->lock);
+	pthread_mutex_lock(lock);
 	vdev->ops->event_ready(vdev, event->index);
-	pthread_mutex_unlock(&vdev->lock);
+	pthread_mutex_unlock(lock);
 }
 
-struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_thread *io,
+/* Group 0 on the shared thread; each other group on a new one, named after
+ * the device and group ("kvio-net-q1") so that top -H shows who is busy. */
+static int assign_io_threads(struct virtio_kvm_device *dev, struct io_pool *pool)
+{
+	const char *kind = strrchr(dev->vdev->ops->name, '-');
+
+	kind = kind ? kind + 1 : dev->vdev->ops->name;
+	dev->io[0] = io_pool_shared(pool);
+	for (unsigned int g = 1; g < dev->vdev->nr_groups; g++) {
+		char name[IO_THREAD_NAME_MAX];
+
+		snprintf(name, sizeof(name), "kvio-%s-q%u", kind, g);
+		dev->io[g] = io_pool_add(pool, name);
+		if (!dev->io[g])
+			return -1;
+	}
+	return dev->io[0] ? 0 : -1;
+}
+
+struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_pool *pool,
 					 uint64_t *next_bar, struct virtio_dev *vdev,
 					 void (*destroy)(struct virtio_dev *vdev))
 {
@@ -96,7 +120,6 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	}
 	dev->vm = vm;
 	dev->vdev = vdev;
-	dev->io = io;
 	dev->destroy = destroy;
 	dev->hooks = (struct virtio_pci_hooks){ .kick_bind = kick_bind, .msi_route = msi_route,
 					     .intx_set = intx_set, .kick_watch = kick_watch, .ctx = dev };
@@ -108,6 +131,9 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	err = virtio_pci_init(&dev->vp, vdev, &vm->mem, *next_bar, &dev->hooks);
 	if (err)
 		goto fail_dev;
+	what = "cannot start its I/O threads";
+	if (assign_io_threads(dev, pool))
+		goto fail_transport;
 	what = "cannot map its BAR";
 	if (iobus_register(&vm->mmio, *next_bar, VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, &dev->vp))
 		goto fail_transport;
@@ -122,7 +148,7 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 			.handler = { .fd = dev->vp.queues[q].kick_fd, .ready = kick_ready }, .vp = &dev->vp, .queue = q,
 		};
 		what = "cannot watch its queues";
-		if (io_thread_add(io, &dev->kicks[q].handler))
+		if (io_thread_add(dev->io[vdev->queue_group[q]], &dev->kicks[q].handler))
 			goto fail_transport;
 	}
 	if (vdev->ops->event_fds) {
@@ -134,7 +160,7 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 				.handler = { .fd = fds[i], .ready = device_event_ready }, .dev = dev, .index = i,
 			};
 			what = "cannot watch its backend";
-			if (io_thread_add_edge(io, &dev->events[i].handler))
+			if (io_thread_add_edge(dev->io[vdev->event_group[i]], &dev->events[i].handler))
 				goto fail_transport;
 			dev->nr_events = i + 1;
 		}

@@ -1,5 +1,5 @@
 /* Virtio devices plugged into the VM: a PCI slot, a BAR on the MMIO bus,
- * kicks by ioeventfd and interrupts by irqfd, queue work on the I/O thread. */
+ * kicks by ioeventfd and interrupts by irqfd, queue work on I/O threads. */
 #ifndef KVIO_CORE_VIRTIO_KVM_H
 #define KVIO_CORE_VIRTIO_KVM_H
 
@@ -23,7 +23,7 @@ struct virtio_kvm_event {
 struct virtio_kvm_device {
 	struct vm *vm;
 	struct virtio_dev *vdev;
-	struct io_thread *io;
+	struct io_thread *io[VIRTIO_MAX_QUEUE_GROUPS];  /* by queue group; the pool owns them */
 	void (*destroy)(struct virtio_dev *vdev);
 	struct virtio_pci vp;
 	struct virtio_pci_hooks hooks;
@@ -35,8 +35,9 @@ struct virtio_kvm_device {
 	unsigned int nr_events;
 };
 
-/* Plug vdev in at the next free slot and BAR address; on failure vdev is destroyed. */
-struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_thread *io,
+/* Plug vdev in at the next free slot and BAR address, its queue groups on
+ * threads of pool; on failure vdev is destroyed. */
+struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_pool *pool,
 					 uint64_t *next_bar, struct virtio_dev *vdev,
 					 void (*destroy)(struct virtio_dev *vdev));
 void virtio_kvm_remove(struct virtio_kvm_device *dev);

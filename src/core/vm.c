@@ -60,7 +60,7 @@ struct machine {
 	struct i8042 kbc;
 	struct acpi_pm pm;
 	struct pci_bus pci;
-	struct io_thread io;
+	struct io_pool io;  /* the shared I/O thread first, then per-queue-group ones */
 	struct virtio_kvm_device *virtio[MAX_VIRTIO_DEVICES];
 	unsigned int nr_virtio;
 	struct e1000_kvm *e1000[CONFIG_MAX_NICS];
@@ -384,7 +384,7 @@ static int add_nic(struct vm *vm, struct machine *m, const struct net_config *ni
 	if (!opts.backend)
 		return -1;
 	if (nic->model == NET_MODEL_E1000) {
-		m->e1000[m->nr_e1000] = e1000_kvm_add(vm, &m->pci, &m->io, &m->next_bar, &m->next_io_port,
+		m->e1000[m->nr_e1000] = e1000_kvm_add(vm, &m->pci, io_pool_shared(&m->io), &m->next_bar, &m->next_io_port,
 						      opts.backend, opts.mac);
 		return m->e1000[m->nr_e1000] ? (m->nr_e1000++, 0) : -1;
 	}
@@ -434,10 +434,8 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 	pci_bus_init(&m->pci);
 	m->next_bar = PCI_MMIO32_START;
 	m->next_io_port = E1000_KVM_IO_START;
-	if (io_thread_init(&m->io)) {
-		log_error("cannot create the I/O thread");
+	if (!io_pool_add(&m->io, "kvio-io"))
 		return -1;
-	}
 
 	err |= iobus_register(&vm->pio, SERIAL_COM1_BASE, SERIAL_NR_PORTS, &serial8250_ops, &m->com1);
 	err |= iobus_register(&vm->pio, I8042_DATA_PORT, 1, &i8042_data_ops, &m->kbc);
@@ -454,8 +452,8 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 
 static void teardown_machine(struct machine *m)
 {
-	/* The I/O thread first: its handlers point into the devices. */
-	io_thread_destroy(&m->io);
+	/* The I/O threads first: their handlers point into the devices. */
+	io_pool_destroy(&m->io);
 	for (unsigned int i = 0; i < m->nr_virtio; i++)
 		virtio_kvm_remove(m->virtio[i]);
 	for (unsigned int i = 0; i < m->nr_e1000; i++)
@@ -538,7 +536,7 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 	}
 
 	term_init();
-	if (term_start_input(&console) || io_thread_start(&m->io, "kvio-io"))
+	if (term_start_input(&console) || io_pool_start(&m->io))
 		goto out;
 	for (; started < vm->nr_vcpus; started++)
 		if (vcpu_start(&vm->vcpus[started]))
@@ -550,7 +548,7 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 
 	for (unsigned int i = 0; i < started; i++)
 		vcpu_stop(&vm->vcpus[i]);
-	io_thread_stop(&m->io);
+	io_pool_stop(&m->io);
 	serial8250_close_input(&m->com1);
 	if (m->hvc)
 		virtio_console_close_input(m->hvc);

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -84,4 +86,58 @@ void io_thread_destroy(struct io_thread *t)
 	if (t->stop.fd >= 0)
 		close(t->stop.fd);
 	t->stop.fd = -1;
+}
+
+struct io_thread *io_pool_add(struct io_pool *pool, const char *name)
+{
+	struct io_thread *t;
+	unsigned int i = pool->nr_threads;
+
+	if (i == IO_POOL_MAX_THREADS) {
+		log_error("%s: no more than %d I/O threads", name, IO_POOL_MAX_THREADS);
+		return NULL;
+	}
+	t = malloc(sizeof(*t));
+	if (!t || io_thread_init(t)) {
+		free(t);
+		log_error("%s: cannot create an I/O thread", name);
+		return NULL;
+	}
+	snprintf(pool->names[i], IO_THREAD_NAME_MAX, "%s", name);
+	if (pool->started && io_thread_start(t, pool->names[i])) {
+		io_thread_destroy(t);
+		free(t);
+		return NULL;
+	}
+	pool->threads[pool->nr_threads++] = t;
+	return t;
+}
+
+int io_pool_start(struct io_pool *pool)
+{
+	for (unsigned int i = 0; i < pool->nr_threads; i++) {
+		if (io_thread_start(pool->threads[i], pool->names[i])) {
+			io_pool_stop(pool);
+			return -1;
+		}
+	}
+	pool->started = true;
+	return 0;
+}
+
+void io_pool_stop(struct io_pool *pool)
+{
+	for (unsigned int i = 0; i < pool->nr_threads; i++)
+		io_thread_stop(pool->threads[i]);
+	pool->started = false;
+}
+
+void io_pool_destroy(struct io_pool *pool)
+{
+	io_pool_stop(pool);
+	for (unsigned int i = 0; i < pool->nr_threads; i++) {
+		io_thread_destroy(pool->threads[i]);
+		free(pool->threads[i]);
+	}
+	pool->nr_threads = 0;
 }

@@ -25,4 +25,29 @@ int io_thread_start(struct io_thread *t, const char *name);
 void io_thread_stop(struct io_thread *t);
 void io_thread_destroy(struct io_thread *t);
 
+#define IO_POOL_MAX_THREADS 16
+#define IO_THREAD_NAME_MAX 16  /* what the kernel keeps of a thread name, NUL included */
+
+/* A VM's I/O threads, started and stopped together: the first is shared by
+ * every device; a device whose queue groups share no state asks for more, so
+ * each group runs on a thread (and a host CPU) of its own. */
+struct io_pool {
+	struct io_thread *threads[IO_POOL_MAX_THREADS];
+	char names[IO_POOL_MAX_THREADS][IO_THREAD_NAME_MAX];
+	unsigned int nr_threads;
+	bool started;
+};
+
+/* A new thread in the pool (running at once if the pool is), or NULL. */
+struct io_thread *io_pool_add(struct io_pool *pool, const char *name);
+/* The shared thread: the pool's first. */
+static inline struct io_thread *io_pool_shared(struct io_pool *pool)
+{
+	return pool->nr_threads ? pool->threads[0] : NULL;
+}
+int io_pool_start(struct io_pool *pool);
+/* Stop and join every thread; no handler runs after this returns. */
+void io_pool_stop(struct io_pool *pool);
+void io_pool_destroy(struct io_pool *pool);
+
 #endif

@@ -12,6 +12,7 @@
 
 #define VIRTIO_MAX_QUEUES 32
 #define VIRTIO_MAX_EVENT_FDS 8
+#define VIRTIO_MAX_QUEUE_GROUPS 8
 
 struct virtio_dev;
 
@@ -24,8 +25,9 @@ struct virtio_device_ops {
 	uint32_t config_size;    /* bytes of device-specific configuration */
 	void (*config_read)(struct virtio_dev *vdev, uint32_t offset, void *buf, uint32_t len);
 	void (*config_write)(struct virtio_dev *vdev, uint32_t offset, const void *buf, uint32_t len);
-	/* The guest kicked queue q (called on the I/O thread, device lock held).
-	 * Work is budgeted: return true if buffers were left for another round. */
+	/* The guest kicked queue q (called on q's I/O thread, with q's group
+	 * lock held). Work is budgeted: return true if buffers were left for
+	 * another round. */
 	bool (*queue_kick)(struct virtio_dev *vdev, unsigned int q);
 	/* Optional: the driver set DRIVER_OK; the negotiated features are final (lock held). */
 	void (*driver_ok)(struct virtio_dev *vdev);
@@ -34,14 +36,26 @@ struct virtio_device_ops {
 	/* Optional: fds the I/O thread watches, edge-triggered, for the device's
 	 * own events (a backend's completions, a tap's frames): event_fds fills in
 	 * up to max and returns how many; event_ready(i) runs when fd i became
-	 * readable (lock held) and must drain it, or arrange to come back. */
+	 * readable (with event i's group lock held) and must drain it, or
+	 * arrange to come back. */
 	unsigned int (*event_fds)(struct virtio_dev *vdev, int *fds, unsigned int max);
 	void (*event_ready)(struct virtio_dev *vdev, unsigned int index);
 };
 
+/* Queue groups: queues that share no state with other groups' queues (a
+ * virtio-net queue pair and its backend queue), so that each group can run on
+ * its own I/O thread under its own lock. Group 0 runs under the device lock;
+ * a device that sets nothing has everything in group 0. Lock order: the
+ * device lock, then groups 1.. in ascending order, then the transport's
+ * interrupt lock. Control-plane changes (status, queue setup, MSI-X) hold
+ * them all; a group's data path holds only its own. */
 struct virtio_dev {
 	const struct virtio_device_ops *ops;
-	pthread_mutex_t lock;            /* one lock per device: vCPU config accesses vs the I/O thread */
+	pthread_mutex_t lock;            /* the device lock: control plane, and group 0's queues */
+	unsigned int nr_groups;          /* 0 or 1: one group */
+	uint8_t queue_group[VIRTIO_MAX_QUEUES];
+	uint8_t event_group[VIRTIO_MAX_EVENT_FDS];
+	pthread_mutex_t group_lock[VIRTIO_MAX_QUEUE_GROUPS];  /* groups 1..; set up by the transport */
 	struct virtq vq[VIRTIO_MAX_QUEUES];
 	bool vq_ready[VIRTIO_MAX_QUEUES];
 	uint64_t features;               /* negotiated */
@@ -63,6 +77,25 @@ struct virtio_dev {
 	void (*watch_events)(struct virtio_dev *vdev, bool watch);
 	void *transport;
 };
+
+static inline pthread_mutex_t *virtio_group_lock(struct virtio_dev *vdev, unsigned int group)
+{
+	return group ? &vdev->group_lock[group] : &vdev->lock;
+}
+
+/* With the device lock held: take (or drop) every other group's lock too,
+ * for work that reaches into all groups' queues. */
+static inline void virtio_lock_groups(struct virtio_dev *vdev)
+{
+	for (unsigned int g = 1; g < vdev->nr_groups; g++)
+		pthread_mutex_lock(&vdev->group_lock[g]);
+}
+
+static inline void virtio_unlock_groups(struct virtio_dev *vdev)
+{
+	for (unsigned int g = vdev->nr_groups; g-- > 1;)
+		pthread_mutex_unlock(&vdev->group_lock[g]);
+}
 
 /* Interrupt the guest for queue q if its suppression state asks for it. */
 static inline void virtio_dev_notify(struct virtio_dev *vdev, unsigned int q)

@@ -1,7 +1,10 @@
 /* virtio-net (VIRTIO 1.x 5.1): receive and transmit queue pairs plus the
  * control queue, over any network backend. Frames move between guest buffers
  * and the backend without a copy: the popped chains' iovecs go straight to the
- * backend's readv/writev, virtio-net header included. */
+ * backend's readv/writev, virtio-net header included. Each queue pair is a
+ * queue group of its own (its own lock, and I/O thread under KVM); the
+ * control queue, which reaches into every pair, runs in group 0 with all of
+ * them held. */
 #include "virtio/net.h"
 
 #include <endian.h>
@@ -22,12 +25,16 @@
 #define NET_RX_MAX_CHAINS 256
 #define NET_CTRL_MAX_IOV 8
 
+_Static_assert(NET_MAX_QUEUE_PAIRS <= VIRTIO_MAX_QUEUE_GROUPS && NET_MAX_QUEUE_PAIRS <= VIRTIO_MAX_EVENT_FDS,
+	       "a queue pair is a queue group, and its backend queue an event fd");
+
 struct net_queue_pair {
 	struct virtq_elem tx_elem;
 	struct iovec tx_iov[NET_TX_MAX_IOV];
 	struct virtq_elem rx_elems[NET_RX_MAX_CHAINS];
 	struct iovec rx_iov[NET_RX_MAX_IOV];
 	struct virtio_net_stats stats;
+	bool recv_error_logged;
 };
 
 struct virtio_net {
@@ -40,7 +47,6 @@ struct virtio_net {
 	struct net_queue_pair *qps;
 	struct virtq_elem ctrl_elem;
 	struct iovec ctrl_iov[NET_CTRL_MAX_IOV];
-	bool recv_error_logged;
 	bool offloaded[NET_MAX_QUEUE_PAIRS];  /* the backend's data path (vhost) runs this pair */
 	bool offload_refused_logged;
 };
@@ -123,9 +129,9 @@ static void receive(struct virtio_net *net, unsigned int qp)
 				q->stats.rx_dropped++;
 				continue;
 			}
-			if (len != -EAGAIN && !net->recv_error_logged) {
+			if (len != -EAGAIN && !q->recv_error_logged) {
 				log_warn("virtio-net: %s receive: %s", net->be->ops->name, strerror((int)-len));
-				net->recv_error_logged = true;
+				q->recv_error_logged = true;
 			}
 			break;
 		}
@@ -297,7 +303,9 @@ static bool net_kick(struct virtio_dev *vdev, unsigned int q)
 	struct virtio_net *net = (struct virtio_net *)vdev;
 
 	if (q == ctrl_queue(net)) {
+		virtio_lock_groups(vdev);
 		control(net);
+		virtio_unlock_groups(vdev);
 		return false;
 	}
 	if (q % 2)
@@ -479,6 +487,11 @@ struct virtio_dev *virtio_net_create(const struct virtio_net_options *opts)
 	net->config.status = htole16(VIRTIO_NET_S_LINK_UP);
 	net->config.max_virtqueue_pairs = htole16((uint16_t)opts->queue_pairs);
 	net->vdev.ops = &net->ops;
+	net->vdev.nr_groups = opts->queue_pairs;
+	for (unsigned int qp = 0; qp < opts->queue_pairs; qp++) {
+		net->vdev.queue_group[rx_queue(qp)] = net->vdev.queue_group[tx_queue(qp)] = (uint8_t)qp;
+		net->vdev.event_group[qp] = (uint8_t)qp;  /* the backend's queue qp */
+	}
 	pthread_mutex_init(&net->vdev.lock, NULL);
 	net_reset(&net->vdev);
 	return &net->vdev;

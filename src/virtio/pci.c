@@ -1,6 +1,7 @@
 /* virtio-pci modern transport: configuration space with the virtio vendor
  * capabilities and MSI-X, and BAR 0's registers. Runs on vCPU threads for
- * register accesses and on the I/O thread for kicks, under the device lock. */
+ * register accesses and on the queues' I/O threads for kicks; device.h says
+ * which lock covers what. */
 #include "virtio/pci.h"
 
 #include <endian.h>
@@ -102,8 +103,10 @@ static void config_after_write(struct pci_device *pci, unsigned int offset, unsi
 	/* INTx disable, MSI-X enable and the function mask change where interrupts go. */
 	if (touches(offset, size, PCI_COMMAND, 2) || touches(offset, size, CAP_MSIX + PCI_MSIX_FLAGS, 2)) {
 		pthread_mutex_lock(&vp->vdev->lock);
+		pthread_mutex_lock(&vp->irq_lock);
 		update_intx(vp);
 		deliver_pending(vp);
+		pthread_mutex_unlock(&vp->irq_lock);
 		pthread_mutex_unlock(&vp->vdev->lock);
 	}
 	if (!touches(offset, size, PCI_CFG_DATA, 4) || !pci_cfg_target(vp, &target, &len))
@@ -181,7 +184,8 @@ static bool msix_enabled(const struct virtio_pci *vp)
 }
 
 /* INTx is level-triggered: the line is up while the ISR holds an unread bit,
- * MSI-X is off and the driver has not disabled INTx in the command register. */
+ * MSI-X is off and the driver has not disabled INTx in the command register.
+ * This and the interrupt functions below run under irq_lock. */
 static void update_intx(struct virtio_pci *vp)
 {
 	uint16_t command, status;
@@ -227,7 +231,7 @@ static void deliver_pending(struct virtio_pci *vp)
 	}
 }
 
-/* MSI-X vector when the driver enabled MSI-X, else the ISR bit and INTx. */
+/* MSI-X vector when the driver enabled MSI-X, else the ISR bit and INTx (irq_lock held). */
 static void raise_interrupt(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
 {
 	if (msix_enabled(vp)) {
@@ -242,8 +246,11 @@ static void used_notify(struct virtio_dev *vdev, unsigned int q)
 {
 	struct virtio_pci *vp = vdev->transport;
 
-	if (virtq_should_notify(&vdev->vq[q]))
-		raise_interrupt(vp, vp->queues[q].msix_vector, VIRTIO_PCI_ISR_QUEUE);
+	if (!virtq_should_notify(&vdev->vq[q]))
+		return;
+	pthread_mutex_lock(&vp->irq_lock);
+	raise_interrupt(vp, vp->queues[q].msix_vector, VIRTIO_PCI_ISR_QUEUE);
+	pthread_mutex_unlock(&vp->irq_lock);
 }
 
 static void kick(struct virtio_pci *vp, unsigned int q);
@@ -290,12 +297,14 @@ static void set_needs_reset(struct virtio_dev *vdev)
 {
 	struct virtio_pci *vp = vdev->transport;
 
-	if (vp->status & VIRTIO_CONFIG_S_NEEDS_RESET)
-		return;
-	log_warn("%s: device needs reset", vp->pci.name);
-	vp->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
-	vp->isr |= VIRTIO_PCI_ISR_CONFIG;  /* set in MSI-X mode too, per the spec */
-	raise_interrupt(vp, vp->config_vector, VIRTIO_PCI_ISR_CONFIG);
+	pthread_mutex_lock(&vp->irq_lock);
+	if (!vp->needs_reset) {
+		log_warn("%s: device needs reset", vp->pci.name);
+		__atomic_store_n(&vp->needs_reset, true, __ATOMIC_RELAXED);
+		vp->isr |= VIRTIO_PCI_ISR_CONFIG;  /* set in MSI-X mode too, per the spec */
+		raise_interrupt(vp, vp->config_vector, VIRTIO_PCI_ISR_CONFIG);
+	}
+	pthread_mutex_unlock(&vp->irq_lock);
 }
 
 static void reset_device(struct virtio_pci *vp)
@@ -316,11 +325,30 @@ static void reset_device(struct virtio_pci *vp)
 	vp->driver_features = 0;
 	vp->device_feature_select = vp->driver_feature_select = 0;
 	vp->status = 0;
-	vp->isr = 0;
-	update_intx(vp);
 	vp->queue_select = 0;
 	vp->config_vector = VIRTIO_MSI_NO_VECTOR;
+	pthread_mutex_lock(&vp->irq_lock);
+	__atomic_store_n(&vp->needs_reset, false, __ATOMIC_RELAXED);
+	vp->isr = 0;
+	update_intx(vp);
 	vp->msix_pending = 0;
+	pthread_mutex_unlock(&vp->irq_lock);
+}
+
+/* Every queue and event in a group the device has (group 0 if it set none). */
+static bool groups_valid(const struct virtio_dev *vdev)
+{
+	unsigned int groups = vdev->nr_groups ? vdev->nr_groups : 1;
+
+	if (groups > VIRTIO_MAX_QUEUE_GROUPS)
+		return false;
+	for (unsigned int q = 0; q < VIRTIO_MAX_QUEUES; q++)
+		if (vdev->queue_group[q] >= groups)
+			return false;
+	for (unsigned int i = 0; i < VIRTIO_MAX_EVENT_FDS; i++)
+		if (vdev->event_group[i] >= groups)
+			return false;
+	return true;
 }
 
 int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct guest_mem *mem,
@@ -334,8 +362,14 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 		vp->queues[i].kick_fd = -1;
 	for (unsigned int i = 0; i < VIRTIO_PCI_MSIX_VECTORS; i++)
 		vp->msix[i].fd = -1;
-	if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES || ops->config_size > VIRTIO_PCI_DEVICE_SIZE)
+	if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES || ops->config_size > VIRTIO_PCI_DEVICE_SIZE ||
+	    !groups_valid(vdev))
 		return -EINVAL;
+	if (vdev->nr_groups == 0)
+		vdev->nr_groups = 1;
+	pthread_mutex_init(&vp->irq_lock, NULL);
+	for (unsigned int g = 1; g < vdev->nr_groups; g++)
+		pthread_mutex_init(&vdev->group_lock[g], NULL);
 	vp->vdev = vdev;
 	vp->mem = mem;
 	vp->hooks = hooks;
@@ -373,6 +407,12 @@ fail:
 
 void virtio_pci_destroy(struct virtio_pci *vp)
 {
+	if (vp->vdev) {
+		for (unsigned int g = 1; g < vp->vdev->nr_groups; g++)
+			pthread_mutex_destroy(&vp->vdev->group_lock[g]);
+		pthread_mutex_destroy(&vp->irq_lock);
+		vp->vdev = NULL;
+	}
 	for (unsigned int i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		if (vp->queues[i].kick_fd >= 0)
 			close(vp->queues[i].kick_fd);
@@ -432,7 +472,7 @@ static void write_status(struct virtio_pci *vp, uint8_t status)
 	if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !(vp->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
 	    vp->vdev->ops->driver_ok)
 		vp->vdev->ops->driver_ok(vp->vdev);
-	vp->status = (uint8_t)(status | (vp->status & VIRTIO_CONFIG_S_NEEDS_RESET));
+	vp->status = (uint8_t)(status & ~VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 static uint64_t common_read(struct virtio_pci *vp, uint64_t off)
@@ -451,7 +491,8 @@ static uint64_t common_read(struct virtio_pci *vp, uint64_t off)
 						       : 0;
 	case VIRTIO_PCI_COMMON_MSIX: return vp->config_vector;
 	case VIRTIO_PCI_COMMON_NUMQ: return ops->num_queues;
-	case VIRTIO_PCI_COMMON_STATUS: return vp->status;
+	case VIRTIO_PCI_COMMON_STATUS:
+		return vp->status | (__atomic_load_n(&vp->needs_reset, __ATOMIC_RELAXED) ? VIRTIO_CONFIG_S_NEEDS_RESET : 0);
 	case VIRTIO_PCI_COMMON_CFGGENERATION: return vp->config_generation;
 	case VIRTIO_PCI_COMMON_Q_SELECT: return vp->queue_select;
 	default: break;
@@ -573,8 +614,11 @@ static void msix_write(struct virtio_pci *vp, uint64_t off, uint64_t value, unsi
 	default: m->control = (uint32_t)value & MSIX_CONTROL_MASKED; break;
 	}
 	msix_update_route(vp, vector);
-	if (!(m->control & MSIX_CONTROL_MASKED))
+	if (!(m->control & MSIX_CONTROL_MASKED)) {
+		pthread_mutex_lock(&vp->irq_lock);
 		deliver_pending(vp);  /* unmasking delivers what arrived while masked */
+		pthread_mutex_unlock(&vp->irq_lock);
+	}
 }
 
 /* BAR 0 accesses count only while memory decoding is on and the BAR is where we put it. */
@@ -605,9 +649,11 @@ static uint64_t registers_read(struct virtio_pci *vp, uint64_t off, unsigned int
 	} else if (off < VIRTIO_PCI_COMMON_OFFSET + VIRTIO_PCI_COMMON_SIZE) {
 		value = common_read(vp, off);
 	} else if (off >= VIRTIO_PCI_ISR_OFFSET && off < VIRTIO_PCI_ISR_OFFSET + VIRTIO_PCI_ISR_SIZE) {
+		pthread_mutex_lock(&vp->irq_lock);
 		value = vp->isr;  /* reading the ISR acknowledges it */
 		vp->isr = 0;
 		update_intx(vp);
+		pthread_mutex_unlock(&vp->irq_lock);
 	} else if (off >= VIRTIO_PCI_DEVICE_OFFSET && off < VIRTIO_PCI_DEVICE_OFFSET + VIRTIO_PCI_DEVICE_SIZE) {
 		uint32_t cfg_off = (uint32_t)(off - VIRTIO_PCI_DEVICE_OFFSET);
 
@@ -617,7 +663,9 @@ static uint64_t registers_read(struct virtio_pci *vp, uint64_t off, unsigned int
 		   off < VIRTIO_PCI_MSIX_TABLE_OFFSET + VIRTIO_PCI_MSIX_VECTORS * MSIX_ENTRY_SIZE) {
 		value = msix_read(vp, off - VIRTIO_PCI_MSIX_TABLE_OFFSET, size);
 	} else if (off >= VIRTIO_PCI_MSIX_PBA_OFFSET && off < VIRTIO_PCI_MSIX_PBA_OFFSET + 8) {
+		pthread_mutex_lock(&vp->irq_lock);
 		value = field_read(&vp->msix_pending, 8, off - VIRTIO_PCI_MSIX_PBA_OFFSET, size);
+		pthread_mutex_unlock(&vp->irq_lock);
 	}
 	pthread_mutex_unlock(&vdev->lock);
 	return value;
@@ -635,7 +683,9 @@ static void registers_write(struct virtio_pci *vp, uint64_t off, uint64_t value,
 {
 	struct virtio_dev *vdev = vp->vdev;
 
+	/* Writes set up queues, status and interrupts: no data path may run meanwhile. */
 	pthread_mutex_lock(&vdev->lock);
+	virtio_lock_groups(vdev);
 	if (via_bar && !bar_active(vp)) {
 		/* ignored, as a real device ignores cycles it does not decode */
 	} else if (off < VIRTIO_PCI_COMMON_OFFSET + VIRTIO_PCI_COMMON_SIZE) {
@@ -653,6 +703,7 @@ static void registers_write(struct virtio_pci *vp, uint64_t off, uint64_t value,
 		   off < VIRTIO_PCI_MSIX_TABLE_OFFSET + VIRTIO_PCI_MSIX_VECTORS * MSIX_ENTRY_SIZE) {
 		msix_write(vp, off - VIRTIO_PCI_MSIX_TABLE_OFFSET, value, size);
 	}
+	virtio_unlock_groups(vdev);
 	pthread_mutex_unlock(&vdev->lock);
 }
 
@@ -671,18 +722,19 @@ const struct iobus_ops virtio_pci_bar_ops = { .read = bar_read, .write = bar_wri
 void virtio_pci_handle_kick(struct virtio_pci *vp, unsigned int q)
 {
 	struct virtio_dev *vdev = vp->vdev;
+	pthread_mutex_t *lock = virtio_group_lock(vdev, vdev->queue_group[q]);
 	uint64_t count;
 
 	if (read(vp->queues[q].kick_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		log_warn("%s: kick eventfd: %s", vp->pci.name, strerror(errno));
-	pthread_mutex_lock(&vdev->lock);
+	pthread_mutex_lock(lock);
 	if (vdev->vq_ready[q] && !vp->queues[q].offloaded && (vp->status & VIRTIO_CONFIG_S_DRIVER_OK) &&
-	    !(vp->status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+	    !__atomic_load_n(&vp->needs_reset, __ATOMIC_RELAXED)) {
 		/* Over budget: kick ourselves, so other queues get their turn first. */
 		if (vdev->ops->queue_kick(vdev, q))
 			kick(vp, q);
 		if (virtq_is_broken(&vdev->vq[q]))
 			set_needs_reset(vdev);
 	}
-	pthread_mutex_unlock(&vdev->lock);
+	pthread_mutex_unlock(lock);
 }

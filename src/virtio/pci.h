@@ -67,15 +67,19 @@ struct virtio_pci {
 	uint64_t bar_addr;        /* where BAR 0 is (assigned once, as firmware would) */
 	uint32_t device_feature_select, driver_feature_select;
 	uint64_t driver_features;
-	uint8_t status;
+	uint8_t status;           /* as the driver wrote it; NEEDS_RESET is kept apart */
+	/* Interrupt state, which every queue group's data path may touch: under
+	 * irq_lock, the innermost lock (see device.h's lock order). */
+	pthread_mutex_t irq_lock;
 	uint8_t isr;
 	bool intx_asserted;
+	bool needs_reset;         /* also read without the lock, atomically */
 	uint8_t config_generation;
 	uint16_t queue_select;
 	uint16_t config_vector;
 	struct virtio_pci_queue queues[VIRTIO_MAX_QUEUES];
 	struct virtio_pci_msix msix[VIRTIO_PCI_MSIX_VECTORS];
-	uint64_t msix_pending;    /* the PBA */
+	uint64_t msix_pending;    /* the PBA (irq_lock) */
 	bool bar_moved_warned;
 };
 
@@ -88,7 +92,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 		    uint64_t bar_addr, const struct virtio_pci_hooks *hooks);
 void virtio_pci_destroy(struct virtio_pci *vp);
 
-/* The I/O thread calls this when queue q's kick eventfd fires. */
+/* Queue q's I/O thread calls this when q's kick eventfd fires. */
 void virtio_pci_handle_kick(struct virtio_pci *vp, unsigned int q);
 
 #endif

@@ -1,16 +1,18 @@
 /* virtio-net through the test driver over an in-memory backend: transmit,
  * receive with and without mergeable buffers (num_buffers, GSO-sized frames),
  * a guest with no receive buffers, the control queue (queue pairs, MAC,
- * offloads) and malformed chains. */
+ * offloads), malformed chains, and queue pairs running apart. */
 #include "unit.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
 #include <linux/virtio_pci.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/iov.h"
@@ -184,9 +186,11 @@ static int teardown(void **state)
 /* The I/O thread's view: the backend's fd fired for queue pair qp. */
 static void backend_ready(unsigned int qp)
 {
-	pthread_mutex_lock(&net->lock);
+	pthread_mutex_t *lock = virtio_group_lock(net, net->event_group[qp]);
+
+	pthread_mutex_lock(lock);
 	net->ops->event_ready(net, qp);
-	pthread_mutex_unlock(&net->lock);
+	pthread_mutex_unlock(lock);
 }
 
 static uint16_t offer_rx(unsigned int qp, uint32_t len)
@@ -507,6 +511,86 @@ static void test_offload_needs_msix(void **state)
 	assert_int_equal(fake->sent_count, 1);
 }
 
+static void *pair1_thread_kicks_tx(void *arg)
+{
+	(void)arg;
+	virtio_pci_handle_kick(&d.vp, 3);
+	return NULL;
+}
+
+/* Join t within a few seconds; false if it is still blocked. */
+static bool joined_in_time(pthread_t t)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 5;
+	return pthread_timedjoin_np(t, NULL, &deadline) == 0;
+}
+
+/* Each queue pair is a queue group with its own lock (and, under KVM, its own
+ * I/O thread): pair 1 transmits while the device lock is held elsewhere (a
+ * vCPU in a register access, or pair 0's thread at work). */
+static void test_pairs_run_apart(void **state)
+{
+	struct vtd_buf tx = { vtd_alloc(&d, NET_HDR_LEN + 60), NET_HDR_LEN + 60, false };
+	uint16_t pairs = htole16(2);
+	uint32_t id, len;
+	pthread_t t;
+	bool in_time;
+
+	(void)state;
+	assert_int_equal(net->nr_groups, 2);
+	assert_int_equal(net->queue_group[0], 0);
+	assert_int_equal(net->queue_group[1], 0);
+	assert_int_equal(net->queue_group[2], 1);
+	assert_int_equal(net->queue_group[3], 1);
+	assert_int_equal(net->queue_group[4], 0);  /* control */
+	assert_int_equal(net->event_group[1], 1);
+	start((1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_MQ));
+	assert_int_equal(control(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2), VIRTIO_NET_OK);
+	vtd_offer(&d, 3, &tx, 1);
+	pthread_mutex_lock(&net->lock);
+	assert_int_equal(pthread_create(&t, NULL, pair1_thread_kicks_tx, NULL), 0);
+	in_time = joined_in_time(t);
+	pthread_mutex_unlock(&net->lock);
+	if (!in_time)
+		pthread_join(t, NULL);
+	assert_true(in_time);
+	assert_true(vtd_next_used(&d, 3, &id, &len));
+	assert_int_equal(fake->sent_count, 1);
+	assert_int_equal(virtio_net_stats(net, 1).tx_frames, 1);
+}
+
+static bool reset_done;
+
+static void *vcpu_thread_resets_device(void *arg)
+{
+	(void)arg;
+	vtd_write(&d, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	__atomic_store_n(&reset_done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* The other way round: a reset (control plane) waits until pair 1's data
+ * path is out of its group, so it never tears queues down under it. */
+static void test_reset_waits_for_pairs(void **state)
+{
+	pthread_t t;
+	struct timespec pause = { 0, 100 * 1000 * 1000 };
+
+	(void)state;
+	start(1ULL << VIRTIO_NET_F_MQ);
+	reset_done = false;
+	pthread_mutex_lock(&net->group_lock[1]);
+	assert_int_equal(pthread_create(&t, NULL, vcpu_thread_resets_device, NULL), 0);
+	nanosleep(&pause, NULL);
+	assert_false(__atomic_load_n(&reset_done, __ATOMIC_ACQUIRE));
+	pthread_mutex_unlock(&net->group_lock[1]);
+	assert_true(joined_in_time(t));
+	assert_int_equal(vtd_read(&d, VIRTIO_PCI_COMMON_STATUS, 1), 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -523,6 +607,8 @@ int main(void)
 		T(test_control_without_ack_byte_needs_reset),
 		T(test_offload_hands_rings_over),
 		T(test_offload_needs_msix),
+		T(test_pairs_run_apart),
+		T(test_reset_waits_for_pairs),
 	};
 
 	return cmocka_run_group_tests_name("virtio_net", tests, NULL, NULL);
