@@ -33,6 +33,13 @@ struct virtio_device_ops {
 	void (*driver_ok)(struct virtio_dev *vdev);
 	/* The driver reset the device: finish in-flight work, drop queue state (device lock held). */
 	void (*reset)(struct virtio_dev *vdev);
+	/* Optional: the driver reset queue q alone (VIRTIO_F_RING_RESET) while the
+	 * device runs (lock held). Drop q's in-flight requests and any backend
+	 * state tied to q without using q's rings again: the transport forgets
+	 * them when this returns, and q is not kicked until the driver enables it
+	 * again, maybe with another size and other rings. Offered only while
+	 * virtio_dev.ring_reset is true. */
+	void (*queue_reset)(struct virtio_dev *vdev, unsigned int q);
 	/* Optional: fds the I/O thread watches, edge-triggered, for the device's
 	 * own events (a backend's completions, a tap's frames): event_fds fills in
 	 * up to max and returns how many; event_ready(i) runs when fd i became
@@ -59,6 +66,11 @@ struct virtio_dev {
 	struct virtq vq[VIRTIO_MAX_QUEUES];
 	bool vq_ready[VIRTIO_MAX_QUEUES];
 	uint64_t features;               /* negotiated */
+	/* Set by the device (at create and reset, before features are read): it
+	 * can reset single queues now, so the transport offers VIRTIO_F_RING_RESET
+	 * if ops->queue_reset is set. False while an outside server (vhost) owns
+	 * rings. */
+	bool ring_reset;
 	/* Filled in by the transport. */
 	void (*used_notify)(struct virtio_dev *vdev, unsigned int q);
 	void (*set_needs_reset)(struct virtio_dev *vdev);

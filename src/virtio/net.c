@@ -416,12 +416,29 @@ static void net_reset(struct virtio_dev *vdev)
 	if (all_offloaded && vdev->watch_events)
 		vdev->watch_events(vdev, true);
 
+	/* vhost runs whole pairs outside kvio; kvio cannot restart one of its rings alone. */
+	vdev->ring_reset = !net->be->has_offload;
 	net->active_pairs = 1;
 	if (net->queue_pairs > 1 && net->be->ops->set_queue_pairs)
 		net->be->ops->set_queue_pairs(net->be, 1);
 	if (net->be->ops->set_guest_offloads)
 		net->be->ops->set_guest_offloads(net->be, 0);
 	memcpy(net->config.mac, net->mac, sizeof(net->mac));
+}
+
+/* The driver reset queue q alone (VIRTIO_F_RING_RESET), as Linux does to
+ * resize rings (ethtool -G). Nothing of q is in flight here: receive, transmit
+ * and control finish or give back every chain they take within one call, and
+ * a frame merged over several buffers is pushed whole or not at all. Frames
+ * waiting in the backend stay there for q's new ring: enabling q again kicks
+ * it, which drains the backend as the guest's refill kick would. */
+static void net_queue_reset(struct virtio_dev *vdev, unsigned int q)
+{
+	struct virtio_net *net = (struct virtio_net *)vdev;
+
+	/* Not offered with vhost (ring_reset), and the transport refuses offloaded queues. */
+	if (q < ctrl_queue(net) && net->offloaded[q / 2])
+		log_warn("virtio-net: queue %u reset while the backend runs it", q);
 }
 
 static void net_config_read(struct virtio_dev *vdev, uint32_t offset, void *buf, uint32_t len)
@@ -481,6 +498,7 @@ struct virtio_dev *virtio_net_create(const struct virtio_net_options *opts)
 		.queue_kick = net_kick,
 		.driver_ok = net_driver_ok,
 		.reset = net_reset,
+		.queue_reset = net_queue_reset,
 		.event_fds = net_event_fds,
 		.event_ready = net_event_ready,
 	};

@@ -30,8 +30,14 @@
 
 static uint64_t offered_features(const struct virtio_pci *vp)
 {
-	return vp->vdev->ops->features | (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
-	       (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+	const struct virtio_dev *vdev = vp->vdev;
+	uint64_t features = vdev->ops->features | (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) |
+			    (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+
+	/* Per-queue reset only where the device can forget one queue on its own. */
+	if (vdev->ops->queue_reset && vdev->ring_reset)
+		features |= 1ULL << VIRTIO_F_RING_RESET;
+	return features;
 }
 
 /* PCI class codes by device type; Linux matches on IDs, but lspci shows these. */
@@ -451,6 +457,38 @@ static void enable_queue(struct virtio_pci *vp, unsigned int q)
 	}
 	pq->enabled = true;
 	vdev->vq_ready[q] = true;
+	/* Enabled again after a queue reset, on a running device: kicks that came
+	 * meanwhile were dropped and the device's edge-triggered events may not
+	 * fire again, so the device looks at the queue once. */
+	if (vp->status & VIRTIO_CONFIG_S_DRIVER_OK)
+		kick(vp, q);
+}
+
+/* VIRTIO_F_RING_RESET (VIRTIO 1.2 2.6.1, 4.1.4.3): the driver resets queue q
+ * alone while the device runs, then may give it a new size, rings and vector
+ * and enable it again. Done before the write returns, so queue_reset never
+ * reads 1 ("reset ongoing"): the driver's wait for 0 ends at once. */
+static void reset_queue(struct virtio_pci *vp, unsigned int q)
+{
+	struct virtio_pci_queue *pq = &vp->queues[q];
+	struct virtio_dev *vdev = vp->vdev;
+
+	if (!(vdev->features & (1ULL << VIRTIO_F_RING_RESET)) || !(vp->status & VIRTIO_CONFIG_S_DRIVER_OK) ||
+	    !vdev->ops->queue_reset)
+		return;
+	if (pq->offloaded) {
+		/* Not offered while anyone else may run rings; kvio cannot stop that server's queue alone. */
+		log_warn("%s: queue %u: reset refused, another server runs it", vp->pci.name, q);
+		return;
+	}
+	vdev->ops->queue_reset(vdev, q);
+	/* As after a device reset: nothing of the old rings is used or signalled again. */
+	vdev->vq_ready[q] = false;
+	memset(&vdev->vq[q], 0, sizeof(vdev->vq[q]));
+	pq->enabled = false;
+	pq->size = vdev->ops->queue_size;
+	pq->msix_vector = VIRTIO_MSI_NO_VECTOR;
+	pq->desc = pq->avail = pq->used = 0;
 }
 
 static void write_status(struct virtio_pci *vp, uint8_t status)
@@ -511,6 +549,7 @@ static uint64_t common_read(struct virtio_pci *vp, uint64_t off)
 	case VIRTIO_PCI_COMMON_Q_AVAILHI: return (uint32_t)(pq->avail >> 32);
 	case VIRTIO_PCI_COMMON_Q_USEDLO: return (uint32_t)pq->used;
 	case VIRTIO_PCI_COMMON_Q_USEDHI: return (uint32_t)(pq->used >> 32);
+	case VIRTIO_PCI_COMMON_Q_RESET: return 0;  /* a queue reset is never ongoing: see reset_queue */
 	default: return 0;
 	}
 }
@@ -548,6 +587,12 @@ static void common_write(struct virtio_pci *vp, uint64_t off, uint64_t value)
 	case VIRTIO_PCI_COMMON_STATUS: write_status(vp, (uint8_t)value); return;
 	case VIRTIO_PCI_COMMON_Q_SELECT: vp->queue_select = (uint16_t)value; return;
 	default: break;
+	}
+	/* queue_reset is the one queue register that acts on an enabled queue. */
+	if (pq && off == VIRTIO_PCI_COMMON_Q_RESET) {
+		if (value == 1)
+			reset_queue(vp, vp->queue_select);
+		return;
 	}
 	/* Queue registers are read-only once the queue is enabled (4.1.4.3.2). */
 	if (!pq || pq->enabled)

@@ -1,9 +1,9 @@
 /* libFuzzer target for virtio-net: the input is the guest's RAM (descriptor
  * tables, rings, virtio-net headers, control commands) plus the negotiated
- * features and the sizes of frames the backend delivers. The device must stay
- * inside guest RAM (ASan) and hand the backend only iovecs inside RAM. (The
- * used ring's contents prove nothing: a guest may point its receive buffers
- * at its own rings.) */
+ * features, whether the queues are reset halfway, and the sizes of frames the
+ * backend delivers. The device must stay inside guest RAM (ASan) and hand the
+ * backend only iovecs inside RAM. (The used ring's contents prove nothing: a
+ * guest may point its receive buffers at its own rings.) */
 #include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
@@ -102,6 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct virtio_dev *vdev;
 	uint64_t features;
 	uint8_t ops;
+	bool ring_reset;
 
 	if (size < 8 + MAX_FRAMES)
 		return 0;
@@ -113,6 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		features |= 1ULL << VIRTIO_RING_F_EVENT_IDX;
 	if (data[0] & 4)
 		features |= 1ULL << VIRTIO_RING_F_INDIRECT_DESC;
+	ring_reset = data[0] & 8;
 	ops = data[1];
 	for (unsigned int i = 0; i < MAX_FRAMES; i++)
 		frame_len[i] = (size_t)data[2 + i] * 300u;  /* up to ~75 KiB: over the GSO maximum */
@@ -143,6 +145,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vdev->ops->driver_ok(vdev);
 	/* Each bit of ops: one more round of TX kick, control kick, backend frames, RX refill kick. */
 	for (unsigned int round = 0; round < 8 && !needs_reset; round++) {
+		/* Halfway, with bit 3: every queue reset alone and enabled again on the same
+		 * rings (VIRTIO_F_RING_RESET), the device restarting at index 0 whatever they hold. */
+		if (round == 4 && ring_reset) {
+			for (unsigned int q = 0; q < vdev->ops->num_queues; q++) {
+				uint64_t base = q * RING_AREA;
+
+				vdev->ops->queue_reset(vdev, q);
+				if (virtq_init(&vdev->vq[q], &mem, QSIZE, base, base + 0x100, base + 0x200,
+					       features & (1ULL << VIRTIO_RING_F_EVENT_IDX),
+					       features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC)))
+					abort();
+			}
+		}
 		switch ((ops >> round) & 1 ? round % 4 : 3 - round % 4) {
 		case 0: vdev->ops->queue_kick(vdev, 1); break;
 		case 1: vdev->ops->queue_kick(vdev, 2); break;

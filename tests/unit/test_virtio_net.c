@@ -1,7 +1,8 @@
 /* virtio-net through the test driver over an in-memory backend: transmit,
  * receive with and without mergeable buffers (num_buffers, GSO-sized frames),
  * a guest with no receive buffers, the control queue (queue pairs, MAC,
- * offloads), malformed chains, and queue pairs running apart. */
+ * offloads), malformed chains, queue pairs running apart, and single queues
+ * reset and resized (VIRTIO_F_RING_RESET, what ethtool -G does). */
 #include "unit.h"
 
 #include <errno.h>
@@ -591,6 +592,148 @@ static void test_reset_waits_for_pairs(void **state)
 	assert_int_equal(vtd_read(&d, VIRTIO_PCI_COMMON_STATUS, 1), 0);
 }
 
+/* One frame of len bytes (after the header) from the guest on queue 1, kicked. */
+static void guest_sends(uint32_t len, uint8_t fill)
+{
+	uint64_t gpa = vtd_alloc(&d, NET_HDR_LEN + len);
+	struct vtd_buf buf = { gpa, NET_HDR_LEN + len, false };
+
+	memset(vtd_ptr(&d, gpa), 0, NET_HDR_LEN);
+	memset(vtd_ptr(&d, gpa + NET_HDR_LEN), fill, len);
+	vtd_offer(&d, 1, &buf, 1);
+	vtd_kick(&d, 1);
+}
+
+static uint64_t read_queue_reg(unsigned int q, uint64_t reg, unsigned int size)
+{
+	vtd_write(&d, VIRTIO_PCI_COMMON_Q_SELECT, q, 2);
+	return vtd_read(&d, reg, size);
+}
+
+static void test_ring_reset_offered_unless_vhost(void **state)
+{
+	(void)state;
+	assert_true(vtd_device_features(&d) & (1ULL << VIRTIO_F_RING_RESET));
+	/* vhost owns whole pairs' rings: kvio cannot restart one, so it does not offer it. */
+	fake->be.has_offload = true;
+	vtd_write(&d, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+	assert_false(vtd_device_features(&d) & (1ULL << VIRTIO_F_RING_RESET));
+	assert_false(vtd_negotiate(&d, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_RING_RESET)));
+}
+
+/* Linux's ethtool -G: reset the RX and TX queues of a running device, give
+ * them smaller rings elsewhere, enable them again. Nothing moves on the old
+ * rings meanwhile, the other queues carry on, and frames then flow (and wrap)
+ * in the new rings, the one that waited in the backend first. */
+static void test_ring_reset_resizes_rx_and_tx(void **state)
+{
+	const uint16_t small = 16;
+	uint32_t id, len;
+	uint16_t head;
+	uint64_t kicks = 0, buf;
+	unsigned int got = 0;
+
+	(void)state;
+	start((1ULL << VIRTIO_F_RING_RESET) | (1ULL << VIRTIO_RING_F_EVENT_IDX));
+	assert_true(net->features & (1ULL << VIRTIO_F_RING_RESET));
+	offer_rx(0, NET_HDR_LEN + NET_MAX_FRAME);
+	host_sends(60, 0x11);
+	backend_ready(0);
+	assert_true(vtd_next_used(&d, 0, &id, &len));
+	guest_sends(100, 0x21);
+	assert_true(vtd_next_used(&d, 1, &id, &len));
+	assert_int_equal(fake->sent_count, 1);
+	assert_true(vtd_interrupted(&d, 0) && vtd_interrupted(&d, 1));
+
+	assert_true(vtd_reset_queue(&d, 0));
+	assert_true(vtd_reset_queue(&d, 1));
+	for (unsigned int q = 0; q < 2; q++) {
+		assert_int_equal(read_queue_reg(q, VIRTIO_PCI_COMMON_Q_RESET, 2), 0);
+		assert_int_equal(read_queue_reg(q, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+		assert_int_equal(read_queue_reg(q, VIRTIO_PCI_COMMON_Q_SIZE, 2), net->ops->queue_size);
+		assert_int_equal(read_queue_reg(q, VIRTIO_PCI_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+		assert_int_equal(read_queue_reg(q, VIRTIO_PCI_COMMON_Q_DESCLO, 4), 0);
+		assert_int_equal(read_queue_reg(q, VIRTIO_PCI_COMMON_Q_USEDLO, 4), 0);
+		assert_false(net->vq_ready[q]);
+	}
+	for (unsigned int q = 2; q < net->ops->num_queues; q++)
+		assert_int_equal(read_queue_reg(q, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	/* The old rings are dead: buffers offered there are neither used nor sent, and no interrupt comes. */
+	offer_rx(0, NET_HDR_LEN + NET_MAX_FRAME);
+	vtd_kick(&d, 0);
+	host_sends(60, 0x12);
+	backend_ready(0);
+	assert_false(vtd_next_used(&d, 0, &id, &len));
+	guest_sends(100, 0x22);
+	assert_false(vtd_next_used(&d, 1, &id, &len));
+	assert_int_equal(fake->sent_count, 1);
+	assert_int_equal(fake->head, 1);  /* the 0x12 frame waits in the backend */
+	assert_false(vtd_interrupted(&d, 0) || vtd_interrupted(&d, 1));
+
+	vtd_setup_queue_at(&d, 0, small, 0, vtd_alloc(&d, 4096));
+	vtd_setup_queue_at(&d, 1, small, 1, vtd_alloc(&d, 4096));
+	assert_int_equal(read_queue_reg(0, VIRTIO_PCI_COMMON_Q_SIZE, 2), small);
+	assert_int_equal(read_queue_reg(0, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	assert_int_equal(read_queue_reg(1, VIRTIO_PCI_COMMON_Q_MSIX, 2), 1);
+	assert_false(vtd_read(&d, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	/* Enabling a queue of a running device kicks it once, as the I/O thread will see. */
+	assert_int_equal(read(d.vp.queues[0].kick_fd, &kicks, sizeof(kicks)), sizeof(kicks));
+	assert_int_equal(kicks, 1);
+
+	/* The frame that waited lands in the new ring, then 15 more fill it, 8 more wrap it. */
+	buf = vtd_alloc(&d, NET_HDR_LEN + NET_MAX_FRAME);
+	head = vtd_offer(&d, 0, &(struct vtd_buf){ buf, NET_HDR_LEN + NET_MAX_FRAME, true }, 1);
+	for (unsigned int i = 1; i < small; i++)
+		offer_rx(0, NET_HDR_LEN + NET_MAX_FRAME);
+	vtd_kick(&d, 0);
+	assert_true(vtd_next_used(&d, 0, &id, &len));
+	assert_int_equal(id, head);
+	assert_int_equal(len, NET_HDR_LEN + 60);
+	assert_int_equal(((uint8_t *)vtd_ptr(&d, buf))[NET_HDR_LEN], 0x12);
+	assert_true(vtd_interrupted(&d, 0));
+	fake->flood = small - 1;
+	backend_ready(0);
+	while (vtd_next_used(&d, 0, &id, &len))
+		got++;
+	assert_int_equal(got, small - 1);
+	for (unsigned int i = 0; i < 8; i++)
+		offer_rx(0, NET_HDR_LEN + NET_MAX_FRAME);
+	fake->flood = 8;
+	vtd_kick(&d, 0);
+	while (vtd_next_used(&d, 0, &id, &len))
+		got++;
+	assert_int_equal(got, small - 1 + 8);
+	assert_int_equal(fake->flood, 0);
+
+	/* TX: more frames than the new ring holds, one kick each. */
+	for (unsigned int i = 0; i < small + 4; i++) {
+		guest_sends(200, (uint8_t)i);
+		assert_true(vtd_next_used(&d, 1, &id, &len));
+	}
+	assert_int_equal(fake->sent_count, 1 + small + 4);
+	assert_int_equal(fake->sent_len, NET_HDR_LEN + 200);
+	assert_int_equal(fake->sent[NET_HDR_LEN], small + 3);
+	assert_true(vtd_interrupted(&d, 1));
+	assert_false(vtd_read(&d, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+/* The control queue may be reset and resized too; commands then use the new ring. */
+static void test_ring_reset_control_queue(void **state)
+{
+	static const uint8_t mac[6] = { 0x02, 0, 0, 0, 0, 0x77 };
+	uint16_t ctrl;
+
+	(void)state;
+	start((1ULL << VIRTIO_F_RING_RESET) | (1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_CTRL_MAC_ADDR));
+	ctrl = net->ops->num_queues - 1;
+	assert_int_equal(control(VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, "\1", 1), VIRTIO_NET_OK);
+	assert_true(vtd_reset_queue(&d, ctrl));
+	vtd_setup_queue_at(&d, ctrl, 8, ctrl, vtd_alloc(&d, 4096));
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(control(VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, mac, 6), VIRTIO_NET_OK);
+	assert_int_equal(rd_config8(&d, 5), 0x77);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -609,6 +752,9 @@ int main(void)
 		T(test_offload_needs_msix),
 		T(test_pairs_run_apart),
 		T(test_reset_waits_for_pairs),
+		T(test_ring_reset_offered_unless_vhost),
+		T(test_ring_reset_resizes_rx_and_tx),
+		T(test_ring_reset_control_queue),
 	};
 
 	return cmocka_run_group_tests_name("virtio_net", tests, NULL, NULL);

@@ -1,10 +1,14 @@
 /* virtio-pci transport and virtio-rng driven without a VM: a test driver
  * negotiates through the registers, lays out rings in fake guest RAM, kicks
  * through the notify register and checks the used ring and the MSI-X eventfd
- * (all through tests/unit/virtio_driver.c). */
+ * (all through tests/unit/virtio_driver.c). Per-queue reset
+ * (VIRTIO_F_RING_RESET) runs against a fake device that records what the
+ * transport asks of it. */
 #include "unit.h"
 
 #include <linux/virtio_config.h>
+#include <string.h>
+#include <unistd.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_pci.h>
 
@@ -291,7 +295,182 @@ static void test_pci_cfg_window(void **state)
 	assert_int_equal(rd(VIRTIO_PCI_COMMON_STATUS, 1), VIRTIO_CONFIG_S_ACKNOWLEDGE);
 }
 
+/* rng has no queue_reset op: no VIRTIO_F_RING_RESET, and queue_reset writes do nothing. */
+static void test_ring_reset_needs_device_support(void **state)
+{
+	uint32_t id, len;
+
+	(void)state;
+	assert_false(vtd_device_features(&d) & (1ULL << VIRTIO_F_RING_RESET));
+	assert_false(vtd_negotiate(&d, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_RING_RESET)));
+	start_rng();
+	assert_false(vtd_reset_queue(&d, 0));
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), QSIZE);
+	offer_writable(vtd_alloc(&d, 8), 8);
+	vtd_kick(&d, 0);
+	assert_true(vtd_next_used(&d, 0, &id, &len));
+}
+
+/* A device that can reset single queues: what the transport asked of it. */
+static struct {
+	struct virtio_dev vdev;
+	unsigned int kicked[2], reset[2];
+	bool ready_at_reset;
+} fake;
+
+static bool fake_kick(struct virtio_dev *vdev, unsigned int q)
+{
+	(void)vdev;
+	fake.kicked[q]++;
+	return false;
+}
+
+static void fake_queue_reset(struct virtio_dev *vdev, unsigned int q)
+{
+	fake.reset[q]++;
+	fake.ready_at_reset = vdev->vq_ready[q];
+}
+
+static const struct virtio_device_ops fake_ops = {
+	.name = "fake", .type = VIRTIO_ID_RNG, .num_queues = 2, .queue_size = 64,
+	.queue_kick = fake_kick, .queue_reset = fake_queue_reset,
+};
+
+static int setup_fake(void **state)
+{
+	(void)state;
+	memset(&fake, 0, sizeof(fake));
+	fake.vdev.ops = &fake_ops;
+	fake.vdev.ring_reset = true;
+	pthread_mutex_init(&fake.vdev.lock, NULL);
+	vtd_init(&d, &fake.vdev, RAM_SIZE);
+	return 0;
+}
+
+static int teardown_fake(void **state)
+{
+	(void)state;
+	vtd_destroy(&d);
+	pthread_mutex_destroy(&fake.vdev.lock);
+	return 0;
+}
+
+/* Negotiate (with RING_RESET if asked), both queues at QSIZE, DRIVER_OK if asked. */
+static void start_fake(bool ring_reset, bool driver_ok)
+{
+	assert_true(vtd_negotiate(&d, (1ULL << VIRTIO_F_VERSION_1) | (ring_reset ? 1ULL << VIRTIO_F_RING_RESET : 0)));
+	vtd_setup_queue(&d, 0, QSIZE, 0);
+	vtd_setup_queue(&d, 1, QSIZE, 1);
+	if (driver_ok)
+		vtd_driver_ok(&d);
+}
+
+static uint64_t kicks_pending(unsigned int q)
+{
+	uint64_t count = 0;
+
+	return read(d.vp.queues[q].kick_fd, &count, sizeof(count)) == sizeof(count) ? count : 0;
+}
+
+/* Reset queue 1 of a running device: the device hears of it while the queue
+ * is still set up, the registers go back to their reset values, kicks stop
+ * reaching the device; queue 0 is untouched. Enabled again with another size
+ * and rings, it is kicked once and served. */
+static void test_queue_reset_and_reenable(void **state)
+{
+	(void)state;
+	assert_true(vtd_device_features(&d) & (1ULL << VIRTIO_F_RING_RESET));
+	start_fake(true, true);
+	wr(VIRTIO_PCI_COMMON_Q_SELECT, 1, 2);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_RESET, 2), 0);  /* enabled, no reset going on */
+	wr(VIRTIO_PCI_COMMON_Q_RESET, 0, 2);
+	wr(VIRTIO_PCI_COMMON_Q_RESET, 2, 2);
+	assert_int_equal(fake.reset[1], 0);
+
+	assert_true(vtd_reset_queue(&d, 1));
+	assert_int_equal(fake.reset[1], 1);
+	assert_int_equal(fake.reset[0], 0);
+	assert_true(fake.ready_at_reset);
+	assert_false(fake.vdev.vq_ready[1]);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 64);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_DESCLO, 4), 0);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_AVAILLO, 4), 0);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_USEDLO, 4), 0);
+	wr(VIRTIO_PCI_COMMON_Q_SELECT, 0, 2);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), QSIZE);
+	vtd_kick(&d, 1);
+	vtd_kick(&d, 0);
+	assert_int_equal(fake.kicked[1], 0);
+	assert_int_equal(fake.kicked[0], 1);
+	assert_true(rd(VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_DRIVER_OK);
+
+	vtd_setup_queue_at(&d, 1, 8, 1, vtd_alloc(&d, 4096));
+	wr(VIRTIO_PCI_COMMON_Q_SELECT, 1, 2);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_RESET, 2), 0);
+	assert_int_equal(fake.vdev.vq[1].size, 8);
+	assert_int_equal(kicks_pending(1), 1);
+	virtio_pci_handle_kick(&d.vp, 1);
+	assert_int_equal(fake.kicked[1], 1);
+	assert_int_equal(kicks_pending(0), 0);  /* only the queue enabled again */
+	/* Queue registers freeze again once enabled. */
+	wr(VIRTIO_PCI_COMMON_Q_SIZE, 4, 2);
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), 8);
+}
+
+/* queue_reset is ignored without the feature, before DRIVER_OK, for a queue
+ * that does not exist, and for a queue another server runs (vhost). */
+static void test_queue_reset_refused(void **state)
+{
+	int kick_fd, call_fd;
+
+	(void)state;
+	start_fake(false, true);
+	assert_false(vtd_reset_queue(&d, 0));
+	start_fake(true, false);
+	assert_false(vtd_reset_queue(&d, 0));
+	assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_SIZE, 2), QSIZE);
+	vtd_driver_ok(&d);
+	for (unsigned int i = 0; i < 3; i++) {
+		wr(VIRTIO_PCI_COMMON_Q_SELECT, (uint16_t[]){ 2, VIRTIO_MAX_QUEUES, 0xFFFF }[i], 2);
+		wr(VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+		assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_RESET, 2), 0);
+	}
+	assert_int_equal(fake.reset[0] + fake.reset[1], 0);
+	assert_true(fake.vdev.vq_ready[0] && fake.vdev.vq_ready[1]);
+
+	assert_int_equal(fake.vdev.offload_queue(&fake.vdev, 0, &kick_fd, &call_fd), 0);
+	assert_false(vtd_reset_queue(&d, 0));
+	assert_int_equal(fake.reset[0], 0);
+	fake.vdev.reclaim_queue(&fake.vdev, 0);
+	assert_true(vtd_reset_queue(&d, 0));
+	assert_int_equal(fake.reset[0], 1);
+	assert_false(rd(VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+/* Enabled again with a size that is no power of two, too big, or zero: the
+ * queue stays off and the device needs a reset, as at first setup. */
+static void test_queue_reenable_bad_size(void **state)
+{
+	static const uint16_t sizes[] = { 24, 128, 0 };
+
+	(void)state;
+	for (unsigned int i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		start_fake(true, true);
+		assert_true(vtd_reset_queue(&d, 0));
+		vtd_setup_queue_at(&d, 0, sizes[i], 0, vtd_alloc(&d, 4096));
+		assert_int_equal(rd(VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+		assert_false(fake.vdev.vq_ready[0]);
+		assert_true(rd(VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
+		vtd_kick(&d, 0);
+		assert_int_equal(fake.kicked[0], 0);
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T_FAKE(f) cmocka_unit_test_setup_teardown(f, setup_fake, teardown_fake)
 
 int main(void)
 {
@@ -308,6 +487,10 @@ int main(void)
 		T(test_queue_registers_frozen_once_enabled),
 		T(test_decoding_off_ignores_accesses),
 		T(test_pci_cfg_window),
+		T(test_ring_reset_needs_device_support),
+		T_FAKE(test_queue_reset_and_reenable),
+		T_FAKE(test_queue_reset_refused),
+		T_FAKE(test_queue_reenable_bad_size),
 	};
 
 	return cmocka_run_group_tests_name("virtio_pci", tests, NULL, NULL);

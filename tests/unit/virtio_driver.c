@@ -90,8 +90,12 @@ bool vtd_negotiate(struct vtd *d, uint64_t features)
 
 void vtd_setup_queue(struct vtd *d, unsigned int q, uint16_t size, uint16_t vector)
 {
-	uint64_t base = RING_AREA * (q + 1);
+	vtd_setup_queue_at(d, q, size, vector, RING_AREA * (q + 1));
+}
 
+void vtd_setup_queue_at(struct vtd *d, unsigned int q, uint16_t size, uint16_t vector, uint64_t base)
+{
+	memset(&d->q[q], 0, sizeof(d->q[q]));
 	d->q[q].size = size;
 	d->q[q].desc = base;
 	d->q[q].avail = base + 16ULL * size;
@@ -109,6 +113,14 @@ void vtd_setup_queue(struct vtd *d, unsigned int q, uint16_t size, uint16_t vect
 	vtd_write(d, VIRTIO_PCI_COMMON_Q_USEDLO, d->q[q].used, 4);
 	vtd_write(d, VIRTIO_PCI_COMMON_Q_USEDHI, 0, 4);
 	vtd_write(d, VIRTIO_PCI_COMMON_Q_ENABLE, 1, 2);
+}
+
+bool vtd_reset_queue(struct vtd *d, unsigned int q)
+{
+	vtd_write(d, VIRTIO_PCI_COMMON_Q_SELECT, q, 2);
+	vtd_write(d, VIRTIO_PCI_COMMON_Q_RESET, 1, 2);
+	/* Linux polls both for 0; kvio finishes within the write, so one read each. */
+	return vtd_read(d, VIRTIO_PCI_COMMON_Q_RESET, 2) == 0 && vtd_read(d, VIRTIO_PCI_COMMON_Q_ENABLE, 2) == 0;
 }
 
 void vtd_driver_ok(struct vtd *d)

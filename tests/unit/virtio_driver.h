@@ -44,6 +44,12 @@ bool vtd_negotiate(struct vtd *d, uint64_t features);
 uint64_t vtd_device_features(struct vtd *d);
 /* Rings for queue q (size entries), its MSI-X vector unmasked; then enable. */
 void vtd_setup_queue(struct vtd *d, unsigned int q, uint16_t size, uint16_t vector);
+/* The same with the rings at base (desc, avail, used back to back; 4 KiB holds up to 128 entries). */
+void vtd_setup_queue_at(struct vtd *d, unsigned int q, uint16_t size, uint16_t vector, uint64_t base);
+/* Reset queue q alone through queue_reset (VIRTIO_F_RING_RESET), as Linux
+ * does: write 1, then expect queue_reset and queue_enable to read 0. Returns
+ * whether they did. The driver's view of q's old rings stays for checks. */
+bool vtd_reset_queue(struct vtd *d, unsigned int q);
 void vtd_driver_ok(struct vtd *d);
 
 /* Guest RAM for a buffer, and its host address. */
