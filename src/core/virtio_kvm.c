@@ -98,7 +98,7 @@ static int assign_io_threads(struct virtio_kvm_device *dev, struct io_pool *pool
 	for (unsigned int g = 1; g < dev->vdev->nr_groups; g++) {
 		char name[IO_THREAD_NAME_MAX];
 
-		snprintf(name, sizeof(name), "kvio-%s-q%u", kind, g);
+		snprintf(name, sizeof(name), "kvio-%.4s-q%hhu", kind, (unsigned char)g);
 		dev->io[g] = io_pool_add(pool, name);
 		if (!dev->io[g])
 			return -1;
