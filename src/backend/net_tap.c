@@ -9,6 +9,7 @@
 #include <linux/if_tun.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -154,6 +155,7 @@ struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, s
 {
 	struct net_tap *tap = calloc(1, sizeof(*tap));
 	int hdr_len = (int)NET_HDR_LEN;
+	int unlimited = INT_MAX;
 	unsigned int features = 0;
 
 	if (!tap) {
@@ -197,6 +199,14 @@ struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, s
 		}
 		if (ioctl(tap->fds[q], TUNSETVNETHDRSZ, &hdr_len) < 0) {
 			*why = "TUNSETVNETHDRSZ failed";
+			goto fail;
+		}
+		/* No send-buffer cap (as QEMU does): with the default ~200 KiB, a
+		 * burst of guest frames, ours or vhost-net's, fails with EAGAIN
+		 * and is dropped or stalled while the host stack still holds the
+		 * earlier ones. */
+		if (ioctl(tap->fds[q], TUNSETSNDBUF, &unlimited) < 0) {
+			*why = "TUNSETSNDBUF failed";
 			goto fail;
 		}
 		/* Nothing offloaded towards the guest until it negotiates it. */
