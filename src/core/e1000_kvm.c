@@ -1,10 +1,15 @@
 /* Binds the KVM-free e1000 model to a VM: BARs on the MMIO and port buses, INTx
- * on a shared IOAPIC pin, receive work on the I/O thread. */
+ * on a shared IOAPIC pin, receive work and the interrupt throttling timer on
+ * the I/O thread. */
 #include "core/e1000_kvm.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/acpi.h"
 #include "core/irq.h"
@@ -25,6 +30,42 @@ static void rx_ready(struct event_handler *handler, uint32_t events)
 	e1000_backend_ready(dev->nic);
 }
 
+#define NS_PER_SEC 1000000000ULL
+
+static uint64_t clock_now_ns(void *ctx)
+{
+	struct timespec ts;
+
+	(void)ctx;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* Called with the device lock held, from a vCPU or the I/O thread. */
+static void timer_arm(void *ctx, uint64_t deadline_ns)
+{
+	struct e1000_kvm *dev = ctx;
+	struct itimerspec when = { .it_value = { .tv_sec = (time_t)(deadline_ns / NS_PER_SEC),
+						 .tv_nsec = (long)(deadline_ns % NS_PER_SEC) } };
+
+	/* Fails only on bad arguments; a held interrupt then waits for the next cause. */
+	if (timerfd_settime(dev->timer.fd, TFD_TIMER_ABSTIME, &when, NULL) < 0)
+		log_error("e1000: cannot arm the interrupt throttling timer: %s", strerror(errno));
+}
+
+static void timer_ready(struct event_handler *handler, uint32_t events)
+{
+	struct e1000_kvm *dev = (struct e1000_kvm *)((char *)handler - offsetof(struct e1000_kvm, timer));
+	uint64_t expirations;
+
+	(void)events;
+	/* Clears the readiness; EAGAIN if a re-arm since the expiry did so already.
+	 * The device reads the clock itself, so either way it only looks again. */
+	if (read(handler->fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		log_error("e1000: interrupt throttling timer: %s", strerror(errno));
+	e1000_timer_expired(dev->nic);
+}
+
 static uint64_t align_up(uint64_t v, uint64_t align)
 {
 	return (v + align - 1) & ~(align - 1);
@@ -37,22 +78,32 @@ struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_th
 	uint64_t bar = align_up(*next_bar, E1000_MMIO_SIZE);
 	uint64_t port = next_io_port ? align_up(*next_io_port, E1000_IO_SIZE) : 0;
 	struct e1000_kvm *dev = calloc(1, sizeof(*dev));
-	struct e1000_options opts = { .mem = &vm->mem, .backend = be, .set_irq = intx_set };
+	struct e1000_options opts = {
+		.mem = &vm->mem, .backend = be, .set_irq = intx_set, .now_ns = clock_now_ns, .arm_timer = timer_arm,
+	};
 	const char *what = "out of memory";
 
 	if (!dev)
 		goto fail_backend;
+	dev->timer.fd = -1;
 	what = "no room for its BARs";
 	if (bar + E1000_MMIO_SIZE > PCI_MMIO32_END + 1 || port + E1000_IO_SIZE > 0x10000)
 		goto fail_backend;
 	dev->vm = vm;
+	what = "cannot create its interrupt throttling timer";
+	dev->timer = (struct event_handler){ .fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK),
+					     .ready = timer_ready };
+	if (dev->timer.fd < 0)
+		goto fail_backend;
 	opts.irq_ctx = dev;
+	opts.timer_ctx = dev;
 	opts.mmio_base = (uint32_t)bar;
 	opts.io_base = (uint16_t)port;
 	memcpy(opts.mac, mac, sizeof(opts.mac));
 	dev->nic = e1000_create(&opts);
 	if (!dev->nic) {
 		be->ops->destroy(be);  /* e1000_create said why */
+		close(dev->timer.fd);
 		free(dev);
 		return NULL;
 	}
@@ -69,6 +120,10 @@ struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_th
 	dev->rx = (struct event_handler){ .fd = be->ops->rx_fd(be, 0), .ready = rx_ready };
 	if (io_thread_add_edge(io, &dev->rx))
 		goto fail_nic;
+	/* On the thread that runs receive; its handler takes the device lock as receive does. */
+	what = "cannot watch its interrupt throttling timer";
+	if (io_thread_add(io, &dev->timer))
+		goto fail_nic;
 	*next_bar = bar + E1000_MMIO_SIZE;
 	if (next_io_port)
 		*next_io_port = (uint16_t)(port + E1000_IO_SIZE);
@@ -78,11 +133,14 @@ fail_nic:
 	/* A registered range stays behind pointing at freed memory, as with virtio:
 	 * setup failures end the VM before any vCPU runs. */
 	e1000_destroy(dev->nic);
+	close(dev->timer.fd);
 	free(dev);
 	log_error("e1000: %s", what);
 	return NULL;
 fail_backend:
 	be->ops->destroy(be);
+	if (dev && dev->timer.fd >= 0)
+		close(dev->timer.fd);
 	free(dev);
 	log_error("e1000: %s", what);
 	return NULL;
@@ -91,5 +149,6 @@ fail_backend:
 void e1000_kvm_remove(struct e1000_kvm *dev)
 {
 	e1000_destroy(dev->nic);
+	close(dev->timer.fd);
 	free(dev);
 }

@@ -141,6 +141,9 @@
 #define ICR_RXT0 0x00000080U
 #define ICR_MDAC 0x00000200U
 
+#define ITR_INTERVAL_MASK 0x0000FFFFU  /* bits 31:16 are reserved */
+#define ITR_UNIT_NS 256
+
 #define RCTL_EN 0x00000002U
 #define RCTL_UPE 0x00000008U
 #define RCTL_MPE 0x00000010U
@@ -283,6 +286,14 @@ struct e1000 {
 	void (*set_irq)(void *ctx, bool asserted);
 	void *irq_ctx;
 	bool irq_level;
+	/* Interrupt throttling: the interrupt as the MAC signals it (the line is
+	 * that unless the command register disables INTx), when it last rose, and
+	 * the deadline the timer is armed for (0: none). */
+	uint64_t (*now_ns)(void *ctx);
+	void (*arm_timer)(void *ctx, uint64_t deadline_ns);
+	void *timer_ctx;
+	bool asserted, asserted_before;
+	uint64_t last_assert_ns, timer_deadline;
 	uint32_t mmio_base;
 	uint16_t io_base;
 	struct pci_device pci;
@@ -352,7 +363,7 @@ static const uint16_t eeprom_template[EEPROM_WORDS] = {
 /* Registers with no behaviour: they keep what the driver writes. */
 static const struct { uint32_t first, last; } plain_ranges[] = {
 	{ REG_CTRL_EXT, REG_CTRL_EXT }, { REG_FCAL, REG_FCT }, { REG_VET, REG_VET },
-	{ REG_ITR, REG_ITR }, { REG_FCTTV, REG_FCTTV }, { REG_TXCW, REG_TXCW }, { REG_RXCW, REG_RXCW },
+	{ REG_FCTTV, REG_FCTTV }, { REG_TXCW, REG_TXCW }, { REG_RXCW, REG_RXCW },
 	{ REG_TIPG, REG_TIPG }, { REG_LEDCTL, REG_LEDCTL }, { REG_PBA, REG_PBA },
 	{ REG_FCRTL, REG_FCRTL }, { REG_FCRTH, REG_FCRTH }, { REG_RDFH, REG_RDFPC },
 	{ REG_RDTR, REG_RDTR }, { REG_RXDCTL, REG_RADV }, { REG_RSRPD, REG_RSRPD }, { REG_TXDMAC, REG_TXDMAC },
@@ -503,14 +514,46 @@ static bool has_offload(const struct e1000 *nic, unsigned int bit)
 	return nic->be->offloads & (1ULL << bit);
 }
 
-/* INTx: the line is up while an unmasked cause is pending and the driver has
- * not disabled INTx in the command register. */
+/* Interrupt throttling (SDM 13.4.18, ITR): at least ITR x 256 ns pass from
+ * one assertion to the next; causes that come meanwhile collect in ICR and go
+ * out together in one assertion when the interval ends. Says whether the
+ * interrupt may rise now, noting the time if so; if not, the timer is armed
+ * for the end of the interval. ITR 0 turns throttling off. */
+static bool throttle_allows(struct e1000 *nic)
+{
+	uint64_t interval = (uint64_t)(reg(nic, REG_ITR) & ITR_INTERVAL_MASK) * ITR_UNIT_NS, now, deadline;
+
+	if (!nic->now_ns)
+		return true;
+	/* Read even with ITR 0: an interval set later counts from the last assertion. */
+	now = nic->now_ns(nic->timer_ctx);
+	deadline = nic->last_assert_ns + interval;
+	if (interval && nic->asserted_before && now < deadline) {
+		if (deadline != nic->timer_deadline) {  /* one system call per interval, not per cause */
+			nic->timer_deadline = deadline;
+			nic->arm_timer(nic->timer_ctx, deadline);
+		}
+		return false;
+	}
+	nic->last_assert_ns = now;
+	nic->asserted_before = true;
+	return true;
+}
+
+/* INTx: the interrupt rises when an unmasked cause is pending and throttling
+ * allows it, and stays up until no unmasked cause is left; the line follows
+ * it unless the driver has disabled INTx in the command register. */
 static void update_irq(struct e1000 *nic)
 {
 	uint16_t command = get_le16(&nic->pci.config[PCI_COMMAND]);
 	bool pending = (reg(nic, REG_ICR) & reg(nic, REG_IMS)) != 0;
-	bool level = pending && !(command & PCI_COMMAND_INTX_DISABLE);
+	bool level;
 
+	if (!pending)
+		nic->asserted = false;
+	else if (!nic->asserted)
+		nic->asserted = throttle_allows(nic);
+	level = nic->asserted && !(command & PCI_COMMAND_INTX_DISABLE);
 	if (pending)
 		nic->pci.config[PCI_STATUS] |= PCI_STATUS_INTERRUPT;
 	else
@@ -1167,6 +1210,14 @@ void e1000_backend_ready(struct e1000 *nic)
 	pthread_mutex_unlock(&nic->lock);
 }
 
+void e1000_timer_expired(struct e1000 *nic)
+{
+	pthread_mutex_lock(&nic->lock);
+	nic->timer_deadline = 0;
+	update_irq(nic);  /* re-arms if the interval grew meanwhile */
+	pthread_mutex_unlock(&nic->lock);
+}
+
 /* --- Register file ------------------------------------------------------- */
 
 static bool is_plain(uint32_t offset)
@@ -1206,7 +1257,7 @@ static uint32_t reg_read(struct e1000 *nic, uint32_t offset)
 		return reg(nic, REG_ICR);  /* real parts mirror ICR here, without the clearing */
 	case REG_IMC:
 		return 0;
-	case REG_CTRL: case REG_EERD: case REG_MDIC: case REG_IMS: case REG_RCTL: case REG_TCTL:
+	case REG_CTRL: case REG_EERD: case REG_MDIC: case REG_ITR: case REG_IMS: case REG_RCTL: case REG_TCTL:
 	case REG_RDBAL: case REG_RDBAH: case REG_RDLEN: case REG_RDH: case REG_RDT:
 	case REG_TDBAL: case REG_TDBAH: case REG_TDLEN: case REG_TDH: case REG_TDT:
 		return reg(nic, offset);
@@ -1253,6 +1304,11 @@ static void reg_write(struct e1000 *nic, uint32_t offset, uint32_t value)
 		return;
 	case REG_ICS:
 		raise_cause(nic, value);
+		return;
+	case REG_ITR:
+		/* A held interrupt goes out at once, or at the new interval's end. */
+		set_reg(nic, REG_ITR, value & ITR_INTERVAL_MASK);
+		update_irq(nic);
 		return;
 	case REG_IMS:
 		set_reg(nic, REG_IMS, reg(nic, REG_IMS) | value);
@@ -1446,6 +1502,10 @@ struct e1000 *e1000_create(const struct e1000_options *opts)
 		log_error("e1000: BARs must be aligned to their size");
 		return NULL;
 	}
+	if (!opts->now_ns != !opts->arm_timer) {
+		log_error("e1000: interrupt throttling needs both a clock and a timer");
+		return NULL;
+	}
 	nic = calloc(1, sizeof(*nic));
 	if (!nic) {
 		log_error("e1000: out of memory");
@@ -1458,6 +1518,9 @@ struct e1000 *e1000_create(const struct e1000_options *opts)
 	memcpy(nic->mac, opts->mac, sizeof(nic->mac));
 	nic->set_irq = opts->set_irq;
 	nic->irq_ctx = opts->irq_ctx;
+	nic->now_ns = opts->now_ns;
+	nic->arm_timer = opts->arm_timer;
+	nic->timer_ctx = opts->timer_ctx;
 	nic->mmio_base = opts->mmio_base;
 	nic->io_base = opts->io_base;
 	memcpy(nic->eeprom, eeprom_template, sizeof(nic->eeprom));

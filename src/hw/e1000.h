@@ -26,6 +26,14 @@ struct e1000_options {
 	/* The INTx line's level; called with the device lock held, only on changes. */
 	void (*set_irq)(void *ctx, bool asserted);
 	void *irq_ctx;
+	/* Interrupt throttling (ITR) needs a clock and one one-shot timer; with
+	 * neither the device keeps ITR but never throttles. Both are called with
+	 * the device lock held. now_ns reads a monotonic clock in nanoseconds;
+	 * arm_timer sets the timer for deadline_ns on that clock, replacing any
+	 * earlier deadline, and when it passes the caller runs e1000_timer_expired. */
+	uint64_t (*now_ns)(void *ctx);
+	void (*arm_timer)(void *ctx, uint64_t deadline_ns);
+	void *timer_ctx;
 	/* Where BAR 0 and BAR 1 are placed, as firmware would; io_base 0 leaves BAR 1 out.
 	 * Accesses count only while the guest leaves the BARs there (kvio does not relocate). */
 	uint32_t mmio_base;
@@ -46,5 +54,9 @@ extern const struct iobus_ops e1000_mmio_ops, e1000_io_ops;
 /* The backend's receive fd is readable (edge-triggered): move frames into the
  * guest's receive ring until the backend runs dry or the ring is full. */
 void e1000_backend_ready(struct e1000 *nic);
+
+/* The deadline last given to arm_timer has passed: raise the interrupt that
+ * throttling held back, if it is still pending. Harmless at any other time. */
+void e1000_timer_expired(struct e1000 *nic);
 
 #endif

@@ -1,5 +1,6 @@
-/* libFuzzer target for the e1000 model: register accesses, guest RAM pokes and backend
- * frames from the input; the device may touch only guest RAM and must not crash or hang. */
+/* libFuzzer target for the e1000 model: register accesses, guest RAM pokes, backend
+ * frames and the passing of time from the input; the device may touch only guest
+ * RAM, must not crash or hang, and must never hold back an interrupt without a timer. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Registers a driver touches, so short inputs reach the interesting ones. */
 static const uint32_t regs[] = {
-	0x0000, 0x0008, 0x0010, 0x0014, 0x0020, 0x0038, 0x00C0, 0x00C8, 0x00D0, 0x00D8, 0x0100,
+	0x0000, 0x0008, 0x0010, 0x0014, 0x0020, 0x0038, 0x00C0, 0x00C4, 0x00C8, 0x00D0, 0x00D8, 0x0100,
 	0x0400, 0x2800, 0x2804, 0x2808, 0x2810, 0x2818, 0x3800, 0x3804, 0x3808, 0x3810, 0x3818,
 	0x4074, 0x4088, 0x5200, 0x5400, 0x5404, 0x5408, 0x5600, 0x5820, 0x1F000,
 };
@@ -43,6 +44,7 @@ struct fuzz_backend {
 
 static struct fuzz_backend backend;
 static bool irq_level;
+static uint64_t now_ns, timer_deadline;  /* a clock that moves when the input says; 0: not armed */
 static volatile uint8_t sink;
 
 struct input {
@@ -110,6 +112,34 @@ static void set_irq(void *ctx, bool asserted)
 	if (asserted == irq_level)
 		abort();  /* only changes may be reported */
 	irq_level = asserted;
+}
+
+static uint64_t fake_now(void *ctx)
+{
+	(void)ctx;
+	return now_ns;
+}
+
+static void fake_arm_timer(void *ctx, uint64_t deadline)
+{
+	(void)ctx;
+	if (deadline <= now_ns)
+		abort();  /* a deadline already passed would be a busy loop */
+	timer_deadline = deadline;
+}
+
+/* An interrupt pending, unmasked and allowed by the command register must be
+ * on the line or on its way: the timer armed for it. */
+static void check_irq(struct e1000 *nic)
+{
+	struct pci_device *pci = e1000_pci_device(nic);
+	bool pending = pci_device_config_read(pci, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT;
+	bool disabled = pci_device_config_read(pci, PCI_COMMAND, 2) & PCI_COMMAND_INTX_DISABLE;
+
+	if (pending && !disabled && !irq_level && !timer_deadline)
+		abort();
+	if (irq_level && (!pending || disabled))
+		abort();
 }
 
 /* A guest address: mostly inside RAM, sometimes just past it or far away. */
@@ -192,7 +222,7 @@ static void queue_tx(struct e1000 *nic, struct input *in)
 	e1000_mmio_ops.write(nic, 0x3818, (tdt + used) % n, 4);
 }
 
-/* A working configuration to start from: rings, buffers, both units on. */
+/* A working configuration to start from: rings, buffers, both units on, maybe throttled. */
 static void preset(struct e1000 *nic, struct input *in)
 {
 	static const uint8_t frame[54] = {
@@ -217,6 +247,7 @@ static void preset(struct e1000 *nic, struct input *in)
 	e1000_mmio_ops.write(nic, 0x2818, 5, 4);
 	e1000_mmio_ops.write(nic, 0x0400, 0x2, 4);
 	e1000_mmio_ops.write(nic, 0x00D0, 0xFF, 4);
+	e1000_mmio_ops.write(nic, 0x00C4, take(in, 1) * 16u, 4);  /* ITR: off, or up to 1 ms */
 	if (sizes & 0x80)
 		e1000_mmio_ops.write(nic, 0x0000, 0x40000000 | 0x40, 4);  /* VLAN mode */
 }
@@ -226,7 +257,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct input in = { data, size };
 	struct e1000_options opts = {
 		.mem = &mem, .backend = &backend.be, .mac = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 },
-		.set_irq = set_irq, .mmio_base = MMIO_BASE, .io_base = IO_BASE,
+		.set_irq = set_irq, .now_ns = fake_now, .arm_timer = fake_arm_timer,
+		.mmio_base = MMIO_BASE, .io_base = IO_BASE,
 	};
 	struct e1000 *nic;
 	uint32_t flags;
@@ -243,6 +275,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		backend.be.offloads = (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_HOST_TSO4) |
 				      (1ULL << VIRTIO_NET_F_HOST_TSO6) | ((flags & 2) ? 1ULL << VIRTIO_NET_F_HOST_ECN : 0);
 	irq_level = false;
+	now_ns = 1000000000;
+	timer_deadline = 0;
 	nic = e1000_create(&opts);
 	if (!nic)
 		abort();
@@ -251,12 +285,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned int op = 0; op < MAX_OPS && in.left; op++) {
 		uint32_t kind = take(&in, 1), sel, offset, len;
 
-		switch (kind % 14) {
+		switch (kind % 15) {
 		case 0:
 		case 1:
 			sel = take(&in, 1);
 			offset = sel < sizeof(regs) / sizeof(regs[0]) ? regs[sel] : (take(&in, 2) * 4) % E1000_MMIO_SIZE;
-			if (kind % 14 == 0)
+			if (kind % 15 == 0)
 				e1000_mmio_ops.write(nic, offset, take(&in, 4), 4);
 			else
 				(void)e1000_mmio_ops.read(nic, offset, 4);
@@ -334,7 +368,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				(void)e1000_mmio_ops.read(nic, 0x0010, 4);
 			}
 			break;
+		case 14:
+			/* Time passes (up to twice the longest ITR interval); the timer fires
+			 * if its deadline came, or now and then spuriously. */
+			sel = take(&in, 1);
+			now_ns += (uint64_t)take(&in, 2) * 512;
+			if ((timer_deadline && now_ns >= timer_deadline) || sel == 0xFF) {
+				timer_deadline = 0;
+				e1000_timer_expired(nic);
+			}
+			break;
 		}
+		check_irq(nic);
 	}
 	e1000_destroy(nic);
 	return 0;

@@ -27,6 +27,7 @@
 #define EERD 0x0014
 #define MDIC 0x0020
 #define ICR 0x00C0
+#define ITR 0x00C4
 #define ICS 0x00C8
 #define IMS 0x00D0
 #define IMC 0x00D8
@@ -53,6 +54,7 @@
 #define ICR_TXDW 0x01U
 #define ICR_TXQE 0x02U
 #define ICR_LSC 0x04U
+#define ICR_RXDMT0 0x10U
 #define ICR_RXT0 0x80U
 #define RCTL_EN 0x02U
 #define RCTL_UPE 0x08U
@@ -103,6 +105,11 @@ static struct fake_backend *fake;
 static struct e1000 *nic;
 static bool irq_level;
 static unsigned int irq_changes;
+/* The throttling timer's world: a clock that moves only when told, one timer. */
+#define CLOCK_START 1000000000ULL  /* 1 s, so "before the first interrupt" is not time 0 */
+static uint64_t now_ns;
+static uint64_t timer_deadline;    /* 0: not armed */
+static unsigned int timer_arms;
 
 static int fake_send(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n)
 {
@@ -176,10 +183,38 @@ static void record_irq(void *ctx, bool asserted)
 	irq_changes++;
 }
 
-static void make_nic(uint64_t offloads)
+static uint64_t fake_now(void *ctx)
+{
+	(void)ctx;
+	return now_ns;
+}
+
+static void fake_arm_timer(void *ctx, uint64_t deadline)
+{
+	(void)ctx;
+	assert_true(deadline > now_ns);  /* the device only waits for the future */
+	timer_deadline = deadline;
+	timer_arms++;
+}
+
+/* Move the clock on, firing the timer on the way as a timerfd would. */
+static void advance(uint64_t ns)
+{
+	now_ns += ns;
+	if (timer_deadline && now_ns >= timer_deadline) {
+		timer_deadline = 0;
+		e1000_timer_expired(nic);
+	}
+}
+
+static void make_nic_with(uint64_t offloads, bool clock)
 {
 	struct e1000_options opts = { .mem = &mem, .set_irq = record_irq, .mmio_base = MMIO_BASE, .io_base = IO_BASE };
 
+	if (clock) {
+		opts.now_ns = fake_now;
+		opts.arm_timer = fake_arm_timer;
+	}
 	fake = calloc(1, sizeof(*fake));
 	assert_non_null(fake);
 	fake->sent = calloc(MAX_FRAMES, sizeof(*fake->sent));
@@ -196,6 +231,12 @@ static void make_nic(uint64_t offloads)
 				PCI_COMMAND_MEMORY | PCI_COMMAND_IO | PCI_COMMAND_MASTER, 2);
 }
 
+/* As kvio makes it: with a clock and a timer (ITR 0 until the driver sets it). */
+static void make_nic(uint64_t offloads)
+{
+	make_nic_with(offloads, true);
+}
+
 static int setup_common(uint64_t offloads)
 {
 	ram = calloc(1, RAM_SIZE);
@@ -203,6 +244,9 @@ static int setup_common(uint64_t offloads)
 	guest_mem_layout(&mem, ram, RAM_SIZE, -1);
 	irq_level = false;
 	irq_changes = 0;
+	now_ns = CLOCK_START;
+	timer_deadline = 0;
+	timer_arms = 0;
 	make_nic(offloads);
 	return 0;
 }
@@ -673,6 +717,289 @@ static void test_interrupt_line(void **state)
 	wr(ICR, ICR_RXT0);  /* write-one-to-clear works too */
 	assert_false(irq_level);
 	assert_int_equal(irq_changes, 8);
+}
+
+/* --- interrupt throttling (ITR) -------------------------------------------- */
+
+#define ITR_VALUE 100                  /* 25.6 us, about 39000 interrupts/s */
+#define ITR_NS (ITR_VALUE * 256ULL)
+
+/* ITR 0 throttles nothing: back-to-back causes each raise the line at once. */
+static void test_itr_zero_asserts_every_time(void **state)
+{
+	(void)state;
+	wr(IMS, ICR_TXDW);
+	for (unsigned int i = 0; i < 3; i++) {
+		wr(ICS, ICR_TXDW);
+		assert_true(irq_level);
+		assert_int_equal(rd(ICR), ICR_TXDW);
+		assert_false(irq_level);
+		advance(1);
+	}
+	assert_int_equal(irq_changes, 6);
+	assert_int_equal(timer_arms, 0);
+}
+
+/* The first interrupt goes at once; one within the interval waits for the timer. */
+static void test_itr_holds_cause_within_interval(void **state)
+{
+	(void)state;
+	wr(ITR, ITR_VALUE);
+	assert_int_equal(rd(ITR), ITR_VALUE);
+	wr(IMS, ICR_TXDW | ICR_RXT0);
+	wr(ICS, ICR_RXT0);
+	assert_true(irq_level);  /* nothing to space it from */
+	assert_int_equal(timer_arms, 0);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	assert_false(irq_level);
+	advance(10000);
+	wr(ICS, ICR_TXDW);
+	assert_false(irq_level);
+	assert_int_equal(timer_arms, 1);
+	assert_int_equal(timer_deadline, CLOCK_START + ITR_NS);
+	/* Pending all the same: ICS mirrors ICR, and PCI status says so. */
+	assert_int_equal(rd(ICS), ICR_TXDW);
+	assert_true(pci_device_config_read(e1000_pci_device(nic), PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	advance(ITR_NS - 10000 - 1);
+	assert_false(irq_level);
+	advance(1);  /* exactly ITR x 256 ns after the first */
+	assert_true(irq_level);
+	assert_int_equal(rd(ICR), ICR_TXDW);
+	assert_false(irq_level);
+	assert_int_equal(irq_changes, 4);
+	assert_int_equal(timer_arms, 1);
+}
+
+/* Causes held back collect in ICR and go out in one assertion. */
+static void test_itr_causes_accumulate(void **state)
+{
+	(void)state;
+	wr(ITR, ITR_VALUE);
+	wr(IMS, ICR_TXDW | ICR_TXQE | ICR_LSC | ICR_RXT0);
+	wr(ICS, ICR_TXDW);
+	assert_int_equal(rd(ICR), ICR_TXDW);
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	advance(1000);
+	wr(ICS, ICR_TXQE);
+	advance(1000);
+	wr(ICS, ICR_LSC);
+	assert_false(irq_level);
+	assert_int_equal(timer_arms, 1);  /* one deadline, armed once */
+	advance(ITR_NS);
+	assert_true(irq_level);
+	assert_int_equal(irq_changes, 3);
+	assert_int_equal(rd(ICR), ICR_RXT0 | ICR_TXQE | ICR_LSC);
+	assert_false(irq_level);
+	/* That assertion starts the next interval. */
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	assert_false(irq_level);
+	assert_int_equal(timer_deadline, CLOCK_START + 3000 + ITR_NS + ITR_NS);
+	advance(ITR_NS);
+	assert_true(irq_level);
+}
+
+/* Once the interval has passed, the next cause raises the line at once. */
+static void test_itr_after_interval_asserts_at_once(void **state)
+{
+	(void)state;
+	wr(ITR, ITR_VALUE);
+	wr(IMS, ICR_RXT0);
+	wr(ICS, ICR_RXT0);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	advance(ITR_NS);
+	wr(ICS, ICR_RXT0);
+	assert_true(irq_level);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	advance(ITR_NS + 12345);
+	wr(ICS, ICR_RXT0);
+	assert_true(irq_level);
+	assert_int_equal(timer_arms, 0);
+}
+
+/* The line stays up while a cause is pending: later causes join it, the interval
+ * does not drop it, and only the ICR read lowers it. */
+static void test_itr_line_stays_up_until_read(void **state)
+{
+	(void)state;
+	wr(ITR, ITR_VALUE);
+	wr(IMS, ICR_TXDW | ICR_RXT0);
+	wr(ICS, ICR_TXDW);
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	advance(3 * ITR_NS);
+	assert_true(irq_level);
+	assert_int_equal(irq_changes, 1);
+	assert_int_equal(timer_arms, 0);
+	assert_int_equal(rd(ICR), ICR_TXDW | ICR_RXT0);
+	assert_false(irq_level);
+}
+
+/* Masking through IMC while an interrupt is held keeps it from going out;
+ * unmasking brings it back, throttled like any other rising edge. */
+static void test_itr_masked_while_held(void **state)
+{
+	(void)state;
+	wr(ITR, ITR_VALUE);
+	wr(IMS, ICR_TXDW | ICR_RXT0);
+	wr(ICS, ICR_TXDW);
+	assert_int_equal(rd(ICR), ICR_TXDW);
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	wr(IMC, ~0U);  /* what e1000_intr does */
+	advance(ITR_NS);  /* the timer fires on a masked cause */
+	assert_false(irq_level);
+	assert_int_equal(irq_changes, 2);
+	assert_int_equal(rd(ICS), ICR_RXT0);  /* still there, masked */
+	wr(IMS, ICR_TXDW | ICR_RXT0);  /* e1000_irq_enable after NAPI: the interval is over */
+	assert_true(irq_level);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	/* A fresh interval: an IMS write that unmasks a pending cause waits too. */
+	wr(IMC, ~0U);
+	wr(ICS, ICR_TXDW);
+	advance(1000);
+	wr(IMS, ICR_TXDW);
+	assert_false(irq_level);
+	advance(ITR_NS);
+	assert_true(irq_level);
+}
+
+/* Reading ICR while an interrupt is held takes the causes; the timer then has
+ * nothing to raise. */
+static void test_itr_icr_read_while_held(void **state)
+{
+	(void)state;
+	wr(ITR, ITR_VALUE);
+	wr(IMS, ICR_RXT0);
+	wr(ICS, ICR_RXT0);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	assert_false(irq_level);
+	assert_int_equal(rd(ICR), ICR_RXT0);  /* a polling driver */
+	assert_int_equal(rd(ICR), 0);
+	advance(ITR_NS);
+	assert_int_equal(timer_deadline, 0);
+	assert_false(irq_level);
+	assert_int_equal(irq_changes, 2);
+	/* Write-one-to-clear while held does the same. */
+	wr(ICS, ICR_RXT0);
+	assert_true(irq_level);
+	wr(ICR, ICR_RXT0);
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	wr(ICR, ICR_RXT0);
+	advance(ITR_NS);
+	assert_false(irq_level);
+	assert_int_equal(irq_changes, 4);
+}
+
+/* ITR changes take effect on a held interrupt: 0 lets it out at once, a longer
+ * interval keeps it until the longer interval ends, a shorter one re-arms. */
+static void test_itr_rewritten_while_held(void **state)
+{
+	(void)state;
+	wr(ITR, 0xABCD1234);
+	assert_int_equal(rd(ITR), 0x1234);  /* bits 31:16 are reserved */
+	wr(ITR, ITR_VALUE);
+	wr(IMS, ICR_RXT0);
+	wr(ICS, ICR_RXT0);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	assert_false(irq_level);
+	wr(ITR, 0);
+	assert_true(irq_level);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	/* Longer: the timer armed for the old end finds it still early and re-arms. */
+	wr(ITR, ITR_VALUE);
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	assert_int_equal(timer_deadline, CLOCK_START + 1000 + ITR_NS);
+	wr(ITR, 2 * ITR_VALUE);
+	assert_int_equal(timer_deadline, CLOCK_START + 1000 + 2 * ITR_NS);
+	wr(ITR, 3 * ITR_VALUE);
+	assert_int_equal(timer_deadline, CLOCK_START + 1000 + 3 * ITR_NS);
+	/* Shorter again: the timer comes back in. */
+	wr(ITR, 2 * ITR_VALUE);
+	assert_int_equal(timer_deadline, CLOCK_START + 1000 + 2 * ITR_NS);
+	advance(2 * ITR_NS - 1001);
+	assert_false(irq_level);
+	advance(1);
+	assert_true(irq_level);
+}
+
+/* A late or spurious expiry re-arms rather than letting an early interrupt out. */
+static void test_itr_early_expiry_rearms(void **state)
+{
+	(void)state;
+	wr(ITR, ITR_VALUE);
+	wr(IMS, ICR_RXT0);
+	wr(ICS, ICR_RXT0);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	advance(1000);
+	wr(ICS, ICR_RXT0);
+	assert_int_equal(timer_arms, 1);
+	e1000_timer_expired(nic);  /* as if a stale expiry came in */
+	assert_false(irq_level);
+	assert_int_equal(timer_arms, 2);
+	assert_int_equal(timer_deadline, CLOCK_START + ITR_NS);
+	e1000_timer_expired(nic);
+	advance(ITR_NS);
+	assert_true(irq_level);
+}
+
+/* Received frames within the interval: descriptors fill, one interrupt. */
+static void test_itr_rx_burst_one_interrupt(void **state)
+{
+	uint8_t f[64];
+
+	(void)state;
+	rx_ring_setup(16, 15, 0);
+	wr(ITR, ITR_VALUE);
+	wr(IMS, ICR_RXT0);
+	host_sends(f, frame_to(f, nic_mac, sizeof(f), 1));
+	e1000_backend_ready(nic);
+	assert_true(irq_level);
+	assert_int_equal(rd(ICR), ICR_RXT0);
+	for (unsigned int i = 0; i < 4; i++) {
+		advance(2000);
+		host_sends(f, frame_to(f, nic_mac, sizeof(f), (uint8_t)(2 + i)));
+		e1000_backend_ready(nic);
+	}
+	assert_int_equal(rd(RDH), 5);
+	assert_false(irq_level);
+	advance(ITR_NS);
+	assert_true(irq_level);
+	assert_int_equal(irq_changes, 3);
+	assert_int_equal(timer_arms, 1);
+	assert_int_equal(rd(ICR) & ICR_RXT0, ICR_RXT0);
+}
+
+/* Without a clock the device never throttles; half a platform is refused. */
+static void test_itr_without_clock(void **state)
+{
+	struct e1000_options opts = { .mem = &mem, .set_irq = record_irq, .now_ns = fake_now };
+	struct net_backend be = { .ops = &fake_ops, .queue_pairs = 1 };
+
+	(void)state;
+	opts.backend = &be;
+	assert_null(e1000_create(&opts));
+	opts.now_ns = NULL;
+	opts.arm_timer = fake_arm_timer;
+	assert_null(e1000_create(&opts));
+	e1000_destroy(nic);
+	make_nic_with(0, false);
+	wr(ITR, ITR_VALUE);
+	assert_int_equal(rd(ITR), ITR_VALUE);
+	wr(IMS, ICR_RXT0);
+	for (unsigned int i = 0; i < 3; i++) {
+		wr(ICS, ICR_RXT0);
+		assert_true(irq_level);
+		assert_int_equal(rd(ICR), ICR_RXT0);
+	}
+	assert_int_equal(timer_arms, 0);
 }
 
 /* --- transmit ------------------------------------------------------------ */
@@ -1365,6 +1692,17 @@ int main(void)
 		T(test_phy_through_mdic),
 		T(test_io_window),
 		T(test_interrupt_line),
+		T(test_itr_zero_asserts_every_time),
+		T(test_itr_holds_cause_within_interval),
+		T(test_itr_causes_accumulate),
+		T(test_itr_after_interval_asserts_at_once),
+		T(test_itr_line_stays_up_until_read),
+		T(test_itr_masked_while_held),
+		T(test_itr_icr_read_while_held),
+		T(test_itr_rewritten_while_held),
+		T(test_itr_early_expiry_rearms),
+		T(test_itr_rx_burst_one_interrupt),
+		T(test_itr_without_clock),
 		T(test_tx_legacy),
 		T(test_tx_waits_for_enable),
 		T(test_tx_legacy_checksum_and_vlan),
