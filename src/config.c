@@ -134,6 +134,17 @@ static int copy_path(char *dst, size_t size, const char *option, const char *src
 	return 0;
 }
 
+/* A UNIX socket path: non-empty and short enough for sun_path. */
+static int copy_socket_path(const char *option, const char *src, char dst[CONFIG_SOCKET_PATH_MAX], FILE *err)
+{
+	if (!*src || strlen(src) >= CONFIG_SOCKET_PATH_MAX) {
+		print_error(err, "%s: vhost-user socket path must be 1 to %d bytes", option, CONFIG_SOCKET_PATH_MAX - 1);
+		return -1;
+	}
+	strcpy(dst, src);
+	return 0;
+}
+
 enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE, OPT_NET };
 
 int config_parse_mac(const char *s, uint8_t mac[6])
@@ -170,16 +181,24 @@ static int start_list(const char *option, const char *arg, unsigned int count, u
 }
 
 /* queues=N with 1 <= N <= max. */
-static int parse_queues(const char *option, const char *item, unsigned int max, unsigned int *queues, FILE *err)
+/* A decimal number in [min, max]. */
+static int parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *value)
 {
 	char *end;
-	unsigned long q = strtoul(item + 7, &end, 10);
+	unsigned long v = strtoul(s, &end, 10);
 
-	if (!isdigit((unsigned char)item[7]) || *end || q < 1 || q > max) {
+	if (!isdigit((unsigned char)s[0]) || *end || v < min || v > max)
+		return -1;
+	*value = (unsigned int)v;
+	return 0;
+}
+
+static int parse_queues(const char *option, const char *item, unsigned int max, unsigned int *queues, FILE *err)
+{
+	if (parse_uint(item + 7, 1, max, queues)) {
 		print_error(err, "%s: '%s': queues must be 1 to %u", option, item, max);
 		return -1;
 	}
-	*queues = (unsigned int)q;
 	return 0;
 }
 
@@ -270,6 +289,16 @@ static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 		} else if (!strcmp(item, "user") && !have_backend) {
 			nic->backend = NET_BACKEND_USER;
 			have_backend = true;
+		} else if (!strncmp(item, "vhost-user=", 11) && !have_backend) {
+			if (copy_socket_path("--net", item + 11, nic->socket, err))
+				return -1;
+			nic->backend = NET_BACKEND_VHOST_USER;
+			have_backend = true;
+		} else if (!strncmp(item, "reconnect=", 10)) {
+			if (parse_uint(item + 10, 1, CONFIG_MAX_RECONNECT, &nic->reconnect)) {
+				print_error(err, "--net: '%s': reconnect must be 1 to %d seconds", item, CONFIG_MAX_RECONNECT);
+				return -1;
+			}
 		} else if (!strncmp(item, "model=", 6)) {
 			if ((choice = parse_choice(item + 6, models, 2)) < 0) {
 				print_error(err, "--net: unknown model '%s' (use virtio or e1000)", item + 6);
@@ -304,13 +333,13 @@ static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 			if (parse_queues("--net", item, CONFIG_MAX_NET_QUEUES, &nic->queues, err))
 				return -1;
 		} else {
-			print_error(err, "--net: unknown option '%s' (use tap=IFNAME or user, model=, mac=, queues=, vhost=, hostfwd=)",
+			print_error(err, "--net: unknown option '%s' (use tap=IFNAME, user or vhost-user=SOCK, model=, mac=, queues=, vhost=, hostfwd=, reconnect=)",
 				    item);
 			return -1;
 		}
 	}
 	if (!have_backend) {
-		print_error(err, "--net: missing backend (use tap=IFNAME or user)");
+		print_error(err, "--net: missing backend (use tap=IFNAME, user or vhost-user=SOCK)");
 		return -1;
 	}
 	if (nic->backend != NET_BACKEND_USER && nic->nr_hostfwds) {
@@ -321,15 +350,23 @@ static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 		print_error(err, "--net: vhost= needs tap=IFNAME and model=virtio");
 		return -1;
 	}
-	if (nic->queues > 1 && (nic->backend != NET_BACKEND_TAP || nic->model != NET_MODEL_VIRTIO)) {
-		print_error(err, "--net: queues > 1 needs tap=IFNAME and model=virtio");
+	if (nic->queues > 1 && (nic->backend == NET_BACKEND_USER || nic->model != NET_MODEL_VIRTIO)) {
+		print_error(err, "--net: queues > 1 needs model=virtio on tap=IFNAME or vhost-user=SOCK");
+		return -1;
+	}
+	if (nic->backend == NET_BACKEND_VHOST_USER && nic->model != NET_MODEL_VIRTIO) {
+		print_error(err, "--net: vhost-user= needs model=virtio");
+		return -1;
+	}
+	if (nic->reconnect && nic->backend != NET_BACKEND_VHOST_USER) {
+		print_error(err, "--net: reconnect= needs vhost-user=SOCK");
 		return -1;
 	}
 	cfg->nr_nics++;
 	return 0;
 }
 
-/* PATH[,ro][,id=NAME][,queues=N] */
+/* PATH[,ro][,id=NAME][,queues=N] or vhost-user=SOCK[,queues=N] */
 static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
 {
 	struct disk_config *disk;
@@ -345,10 +382,19 @@ static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
 		print_error(err, "--disk: missing PATH");
 		return -1;
 	}
-	if (copy_path(disk->path, sizeof(disk->path), "--disk", item, err))
+	if (!strncmp(item, "vhost-user=", 11)) {
+		if (copy_socket_path("--disk", item + 11, disk->path, err))
+			return -1;
+		disk->vhost_user = true;
+	} else if (copy_path(disk->path, sizeof(disk->path), "--disk", item, err)) {
 		return -1;
+	}
 	while ((item = strtok_r(NULL, ",", &save))) {
-		if (!strcmp(item, "ro")) {
+		if (disk->vhost_user && strncmp(item, "queues=", 7)) {
+			/* Read-only and the ID are the backend's to say (kvio-blkd --ro). */
+			print_error(err, "--disk: '%s' does not apply to vhost-user= (only queues=N)", item);
+			return -1;
+		} else if (!strcmp(item, "ro")) {
 			disk->read_only = true;
 		} else if (!strncmp(item, "id=", 3)) {
 			if (strlen(item + 3) > 20) {
@@ -364,7 +410,7 @@ static int parse_disk(const char *arg, struct vm_config *cfg, FILE *err)
 			return -1;
 		}
 	}
-	if (check_readable_file("--disk", disk->path, err))
+	if (!disk->vhost_user && check_readable_file("--disk", disk->path, err))
 		return -1;
 	cfg->nr_disks++;
 	return 0;

@@ -18,8 +18,12 @@
 #define CONFIG_MAX_DISKS 8
 #define CONFIG_MAX_DISK_QUEUES 16
 
+#define CONFIG_SOCKET_PATH_MAX 108  /* sun_path, NUL included */
+#define CONFIG_MAX_RECONNECT 3600
+
 struct disk_config {
-	char path[4096];
+	char path[4096];         /* the image, or with vhost_user the backend's socket */
+	bool vhost_user;         /* vhost-user=SOCK: a vhost-user-blk backend serves it */
 	bool read_only;
 	char id[21];             /* up to the 20 bytes virtio-blk's GET_ID returns */
 	unsigned int queues;
@@ -31,7 +35,7 @@ struct disk_config {
 
 #define CONFIG_MAX_HOSTFWDS 8
 
-enum net_backend_kind { NET_BACKEND_TAP, NET_BACKEND_USER };
+enum net_backend_kind { NET_BACKEND_TAP, NET_BACKEND_USER, NET_BACKEND_VHOST_USER };
 enum net_model { NET_MODEL_VIRTIO, NET_MODEL_E1000 };
 enum net_vhost { NET_VHOST_OFF, NET_VHOST_ON, NET_VHOST_AUTO };
 
@@ -48,6 +52,8 @@ struct net_config {
 	enum net_model model;
 	enum net_vhost vhost;          /* tap only: data path in the host kernel */
 	char ifname[CONFIG_IFNAMSIZ];  /* tap=IFNAME */
+	char socket[CONFIG_SOCKET_PATH_MAX];  /* vhost-user=SOCK */
+	unsigned int reconnect;        /* vhost-user: seconds between reconnects, 0: none */
 	uint8_t mac[6];
 	bool mac_set;                  /* mac= given; else a stable default per NIC */
 	unsigned int queues;           /* queue pairs */

@@ -255,6 +255,12 @@ static void test_disk_options(void **state)
 	assert_true(cfg.disks[0].read_only);
 	assert_string_equal(cfg.disks[0].id, "disk-a");
 	assert_int_equal(cfg.disks[1].queues, 4);
+	assert_false(cfg.disks[1].vhost_user);
+	/* The socket need not exist yet: kvio connects when it builds the VM. */
+	assert_int_equal(PARSE("run", "--disk", "vhost-user=/run/blkd.sock,queues=2"), CONFIG_RUN);
+	assert_true(cfg.disks[0].vhost_user);
+	assert_string_equal(cfg.disks[0].path, "/run/blkd.sock");
+	assert_int_equal(cfg.disks[0].queues, 2);
 }
 
 static void test_disk_errors(void **state)
@@ -266,6 +272,10 @@ static void test_disk_errors(void **state)
 	snprintf(arg, sizeof(arg), "%s/vmlinuz,queues=99", guest_dir);
 	assert_int_equal(PARSE("run", "--disk", arg), CONFIG_INVALID);
 	assert_one_line_error("queues must be 1 to 16");
+	teardown(state);
+	setup(state);
+	assert_int_equal(PARSE("run", "--disk", "vhost-user=/run/blkd.sock,ro"), CONFIG_INVALID);
+	assert_one_line_error("--disk: 'ro' does not apply to vhost-user= (only queues=N)");
 }
 
 static void test_disk_unknown_key(void **state)
@@ -328,6 +338,11 @@ static void test_net_models_and_backends(void **state)
 	assert_true(cfg.nics[2].hostfwds[1].udp);
 	assert_int_equal(cfg.nics[2].hostfwds[1].host_addr, 0);
 	assert_int_equal(cfg.nics[2].hostfwds[1].guest_addr, htonl(0x0A000214));
+	assert_int_equal(PARSE("run", "--net", "vhost-user=/run/sw/port0.sock,queues=2,reconnect=3"), CONFIG_RUN);
+	assert_int_equal(cfg.nics[0].backend, NET_BACKEND_VHOST_USER);
+	assert_string_equal(cfg.nics[0].socket, "/run/sw/port0.sock");
+	assert_int_equal(cfg.nics[0].queues, 2);
+	assert_int_equal(cfg.nics[0].reconnect, 3);
 }
 
 static void test_net_errors(void **state)
@@ -336,7 +351,7 @@ static void test_net_errors(void **state)
 		char *arg;
 		const char *error;
 	} cases[] = {
-		{ "mac=52:54:00:12:34:56", "--net: missing backend (use tap=IFNAME or user)" },
+		{ "mac=52:54:00:12:34:56", "--net: missing backend (use tap=IFNAME, user or vhost-user=SOCK)" },
 		{ "tap=t0,model=rtl8139", "--net: unknown model 'rtl8139'" },
 		{ "tap=t0,vhost=maybe", "vhost must be on, off or auto" },
 		{ "user,vhost=on", "vhost= needs tap=IFNAME and model=virtio" },
@@ -346,7 +361,13 @@ static void test_net_errors(void **state)
 		{ "user,hostfwd=sctp::1-:2", "is not a forwarding rule" },
 		{ "user,hostfwd=tcp::0-:22", "is not a forwarding rule" },
 		{ "user,hostfwd=tcp:localhost:22-:22", "is not a forwarding rule" },
-		{ "user,queues=2", "queues > 1 needs tap=IFNAME and model=virtio" },
+		{ "user,queues=2", "queues > 1 needs model=virtio on tap=IFNAME or vhost-user=SOCK" },
+		{ "vhost-user=", "vhost-user socket path must be 1 to 107 bytes" },
+		{ "vhost-user=/tmp/s.sock,model=e1000", "vhost-user= needs model=virtio" },
+		{ "vhost-user=/tmp/s.sock,vhost=on", "vhost= needs tap=IFNAME and model=virtio" },
+		{ "vhost-user=/tmp/s.sock,reconnect=0", "reconnect must be 1 to 3600 seconds" },
+		{ "vhost-user=/tmp/s.sock,reconnect=2x", "reconnect must be 1 to 3600 seconds" },
+		{ "tap=t0,reconnect=5", "reconnect= needs vhost-user=SOCK" },
 		{ "user,tap=t0", "--net: unknown option 'tap=t0'" },
 		{ "tap=", "--net: '' is not an interface name" },
 		{ "tap=name-that-is-too-long", "is not an interface name" },
