@@ -40,7 +40,8 @@ struct net_backend_ops {
 	/* Receive one frame into iov (header first). Returns its length (header
 	 * included), -EAGAIN when nothing is waiting, or another -errno. */
 	ssize_t (*recv)(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n);
-	/* Readable (edge-triggered) when queue pair qp may have frames: drain until -EAGAIN. */
+	/* Readable (edge-triggered) when queue pair qp may have frames: drain
+	 * until -EAGAIN. NULL for a backend whose frames never pass through kvio. */
 	int (*rx_fd)(struct net_backend *be, unsigned int qp);
 	/* Optional: the guest accepts these offloads (VIRTIO_NET_F_GUEST_* bits) in received frames. */
 	int (*set_guest_offloads)(struct net_backend *be, uint64_t guest_features);
@@ -52,6 +53,10 @@ struct net_backend_ops {
 			     const struct net_ring rings[2]);
 	/* Take the rings back; their indices are where the outside data path left them. */
 	void (*stop_offload)(struct net_backend *be, unsigned int qp, const struct net_ring rings[2]);
+	/* Optional: the outside data path came back after link_changed(false)
+	 * (a reconnected vhost-user backend): run the rings it had again, from
+	 * what the guest's used rings say. Called with the NIC's locks held. */
+	int (*resume_offload)(struct net_backend *be);
 	void (*destroy)(struct net_backend *be);
 };
 
@@ -61,6 +66,13 @@ struct net_backend {
 	/* VIRTIO_NET_F_* offload bits the backend can carry in headers: the NIC offers only these. */
 	uint64_t offloads;
 	bool has_offload;  /* start_offload can run the rings outside kvio (vhost) */
+	/* With has_offload, non-zero: the only VIRTIO_NET_F_* data-path bits the
+	 * outside data path runs (vhost-user: what its backend offers). */
+	uint64_t ring_features;
+	/* Set by the NIC: the backend calls it, from any thread, when its link
+	 * goes down (the vhost-user backend went away) or up again. */
+	void (*link_changed)(void *ctx, bool up);
+	void *link_ctx;
 };
 
 /* A tap interface (created if missing), its data path in vhost-net when vhost
@@ -70,5 +82,10 @@ struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, s
 /* User-mode networking (libslirp) with QEMU's defaults and these forwarding
  * rules; one queue pair, no offloads. Returns NULL with *why and errno set on failure. */
 struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, const char **why);
+/* A vhost-user-net backend process at socket path: queue pairs run there.
+ * reconnect_s > 0: when it goes away, retry every that many seconds and
+ * resume. Returns NULL with *why and errno set on failure. */
+struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pairs, unsigned int reconnect_s,
+					const char **why);
 
 #endif

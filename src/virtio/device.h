@@ -84,6 +84,9 @@ struct virtio_dev {
 	int (*offload_queue)(struct virtio_dev *vdev, unsigned int q, int *kick_fd, int *call_fd);
 	/* kvio serves q again; kicks that arrived meanwhile are processed. */
 	void (*reclaim_queue)(struct virtio_dev *vdev, unsigned int q);
+	/* The device changed its configuration space on its own (a link went
+	 * down): tell the driver with a configuration interrupt (device lock held). */
+	void (*config_changed)(struct virtio_dev *vdev);
 	/* Optional (NULL without an I/O thread): stop or resume watching the
 	 * device's event fds, while another server consumes them. */
 	void (*watch_events)(struct virtio_dev *vdev, bool watch);

@@ -48,6 +48,7 @@ struct virtio_net {
 	struct virtq_elem ctrl_elem;
 	struct iovec ctrl_iov[NET_CTRL_MAX_IOV];
 	bool offloaded[NET_MAX_QUEUE_PAIRS];  /* the backend's data path (vhost) runs this pair */
+	bool driver_ok;
 	bool offload_refused_logged;
 };
 
@@ -319,6 +320,8 @@ static unsigned int net_event_fds(struct virtio_dev *vdev, int *fds, unsigned in
 	struct virtio_net *net = (struct virtio_net *)vdev;
 	unsigned int n = 0;
 
+	if (!net->be->ops->rx_fd)
+		return 0;  /* frames never pass through kvio (vhost-user) */
 	for (; n < net->queue_pairs && n < max; n++)
 		fds[n] = net->be->ops->rx_fd(net->be, n);
 	return n;
@@ -383,6 +386,7 @@ static void net_driver_ok(struct virtio_dev *vdev)
 	struct virtio_net *net = (struct virtio_net *)vdev;
 	unsigned int offloaded = 0;
 
+	net->driver_ok = true;
 	if (net->be->ops->set_guest_offloads)
 		net->be->ops->set_guest_offloads(net->be, vdev->features);
 	for (unsigned int qp = 0; qp < net->queue_pairs && net->be->has_offload; qp++) {
@@ -409,6 +413,7 @@ static void net_reset(struct virtio_dev *vdev)
 	struct virtio_net *net = (struct virtio_net *)vdev;
 	bool all_offloaded = net->queue_pairs > 0;
 
+	net->driver_ok = false;
 	for (unsigned int qp = 0; qp < net->queue_pairs; qp++) {
 		all_offloaded &= net->offloaded[qp];
 		stop_offload(net, qp);
@@ -439,6 +444,31 @@ static void net_queue_reset(struct virtio_dev *vdev, unsigned int q)
 	/* Not offered with vhost (ring_reset), and the transport refuses offloaded queues. */
 	if (q < ctrl_queue(net) && net->offloaded[q / 2])
 		log_warn("virtio-net: queue %u reset while the backend runs it", q);
+}
+
+/* The backend's link went down or came back (a vhost-user backend process
+ * left, or returned): the rings it ran resume, and the driver sees the link
+ * state change through a configuration interrupt. Runs on the backend's thread. */
+static void net_link_changed(void *ctx, bool up)
+{
+	struct virtio_net *net = ctx;
+	struct virtio_dev *vdev = &net->vdev;
+	int err = 0;
+
+	pthread_mutex_lock(&vdev->lock);
+	virtio_lock_groups(vdev);
+	if (up && net->be->ops->resume_offload)
+		err = net->be->ops->resume_offload(net->be);
+	/* Pairs the backend was down for at DRIVER_OK go to it now. */
+	for (unsigned int qp = 0; up && !err && net->driver_ok && qp < net->queue_pairs; qp++)
+		if (!net->offloaded[qp])
+			err = start_offload(net, qp);
+	if (err)
+		log_warn("virtio-net: %s: cannot resume: %s", net->be->ops->name, strerror(-err));
+	net->config.status = htole16(up && !err ? VIRTIO_NET_S_LINK_UP : 0);
+	vdev->config_changed(vdev);
+	virtio_unlock_groups(vdev);
+	pthread_mutex_unlock(&vdev->lock);
 }
 
 static void net_config_read(struct virtio_dev *vdev, uint32_t offset, void *buf, uint32_t len)
@@ -484,6 +514,12 @@ struct virtio_dev *virtio_net_create(const struct virtio_net_options *opts)
 	if (opts->queue_pairs > 1)
 		features |= 1ULL << VIRTIO_NET_F_MQ;
 	features |= net->be->offloads;
+	/* A data path outside kvio runs only the bits it knows; the control
+	 * queue and config space stay kvio's. */
+	if (net->be->has_offload && net->be->ring_features)
+		features &= net->be->ring_features | (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS) |
+			    (1ULL << VIRTIO_NET_F_CTRL_VQ) | (1ULL << VIRTIO_NET_F_CTRL_RX) |
+			    (1ULL << VIRTIO_NET_F_CTRL_MAC_ADDR) | (1ULL << VIRTIO_NET_F_MQ);
 	if (net->be->ops->set_guest_offloads && (net->be->offloads & (1ULL << VIRTIO_NET_F_GUEST_CSUM)))
 		features |= 1ULL << VIRTIO_NET_F_CTRL_GUEST_OFFLOADS;
 	net->ops = (struct virtio_device_ops){
@@ -505,6 +541,8 @@ struct virtio_dev *virtio_net_create(const struct virtio_net_options *opts)
 	net->config.status = htole16(VIRTIO_NET_S_LINK_UP);
 	net->config.max_virtqueue_pairs = htole16((uint16_t)opts->queue_pairs);
 	net->vdev.ops = &net->ops;
+	net->be->link_changed = net_link_changed;
+	net->be->link_ctx = net;
 	net->vdev.nr_groups = opts->queue_pairs;
 	for (unsigned int qp = 0; qp < opts->queue_pairs; qp++) {
 		net->vdev.queue_group[rx_queue(qp)] = net->vdev.queue_group[tx_queue(qp)] = (uint8_t)qp;

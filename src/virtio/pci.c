@@ -313,6 +313,19 @@ static void set_needs_reset(struct virtio_dev *vdev)
 	pthread_mutex_unlock(&vp->irq_lock);
 }
 
+static void config_changed(struct virtio_dev *vdev)
+{
+	struct virtio_pci *vp = vdev->transport;
+
+	vp->config_generation++;
+	if (!(vp->status & VIRTIO_CONFIG_S_DRIVER_OK))
+		return;  /* the driver reads the config when it starts anyway */
+	pthread_mutex_lock(&vp->irq_lock);
+	vp->isr |= VIRTIO_PCI_ISR_CONFIG;
+	raise_interrupt(vp, vp->config_vector, VIRTIO_PCI_ISR_CONFIG);
+	pthread_mutex_unlock(&vp->irq_lock);
+}
+
 static void reset_device(struct virtio_pci *vp)
 {
 	struct virtio_dev *vdev = vp->vdev;
@@ -386,6 +399,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 	vdev->requeue = requeue;
 	vdev->offload_queue = offload_queue;
 	vdev->reclaim_queue = reclaim_queue;
+	vdev->config_changed = config_changed;
 	build_config_space(vp);
 	reset_device(vp);
 

@@ -1,0 +1,331 @@
+/* vhost-user network backend: another process (kvio-switch, DPDK) runs the
+ * queue pairs' rings in guest memory it maps by fd; kvio only sets them up,
+ * tears them down and keeps the control queue. A watcher thread notices the
+ * backend going away (link down) and, with reconnect=, brings it back and
+ * resumes the rings where the guest's used rings say they stood. */
+#include <errno.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_net.h>
+#include <linux/virtio_ring.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backend/net.h"
+#include "util/guest_mem.h"
+#include "util/log.h"
+#include "vhost/vhost_user.h"
+#include "vhost/vhost_user_frontend.h"
+#include "virtio/queue.h"
+
+/* What kvio's transport offers every guest: the backend must run rings that way. */
+#define TRANSPORT_BITS                                                                                \
+	((1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC))
+
+struct net_vhost_user {
+	struct net_backend be;
+	struct vhost_user_frontend fe;
+	unsigned int queue_pairs, active_pairs;
+	unsigned int reconnect_s;
+	/* What started rings look like, for a resume after a reconnect. Under
+	 * the NIC's locks (start/stop/resume run there). */
+	struct net_ring rings[2 * NET_MAX_QUEUE_PAIRS];
+	bool running[2 * NET_MAX_QUEUE_PAIRS];
+	const struct guest_mem *mem;
+	uint64_t features;
+	bool session_set_up;    /* features and memory table sent on this connection */
+	/* The watcher: waits for the socket to hang up, then reconnects. */
+	pthread_t watcher;
+	bool watching;
+	int stop_fd;            /* eventfd: the watcher's stop signal */
+	_Atomic bool link_up;
+};
+
+static unsigned int running_rings(const struct net_vhost_user *vu)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < 2 * vu->queue_pairs; i++)
+		n += vu->running[i];
+	return n;
+}
+
+/* Frames only move in the backend process; these run only for a pair kvio
+ * could not hand over (a driver without MSI-X), which then carries nothing. */
+static int vu_send(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n)
+{
+	(void)be, (void)qp, (void)iov, (void)n;
+	return -ENOTCONN;
+}
+
+static ssize_t vu_recv(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n)
+{
+	(void)be, (void)qp, (void)iov, (void)n;
+	return -EAGAIN;
+}
+
+static int enable_pair(struct net_vhost_user *vu, unsigned int qp, bool enable)
+{
+	int err = 0;
+
+	for (unsigned int i = 2 * qp; i < 2 * qp + 2 && !err; i++)
+		if (vu->running[i])
+			err = vhost_user_frontend_enable_ring(&vu->fe, i, enable);
+	return err;
+}
+
+static int vu_set_queue_pairs(struct net_backend *be, unsigned int n)
+{
+	struct net_vhost_user *vu = (struct net_vhost_user *)be;
+	int err = 0;
+
+	vu->active_pairs = n;
+	for (unsigned int qp = 0; qp < vu->queue_pairs && !err; qp++)
+		err = enable_pair(vu, qp, qp < n);
+	return err == -ENOTCONN ? 0 : err;  /* applied again on reconnect */
+}
+
+static int start_ring(struct net_vhost_user *vu, unsigned int index)
+{
+	const struct net_ring *ring = &vu->rings[index];
+
+	return vhost_user_frontend_start_ring(&vu->fe, index, ring->vq, ring->kick_fd, ring->call_fd);
+}
+
+/* Features and memory table, once per connection, before the first ring. */
+static int set_up_session(struct net_vhost_user *vu)
+{
+	int err;
+
+	if (vu->session_set_up)
+		return 0;
+	err = vhost_user_frontend_set_features(&vu->fe, vu->features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES));
+	if (!err)
+		err = vhost_user_frontend_set_mem_table(&vu->fe, vu->mem);
+	vu->session_set_up = !err;
+	return err;
+}
+
+static int vu_start_offload(struct net_backend *be, unsigned int qp, const struct guest_mem *mem, uint64_t features,
+			    const struct net_ring rings[2])
+{
+	struct net_vhost_user *vu = (struct net_vhost_user *)be;
+	int err;
+
+	if (qp >= vu->queue_pairs)
+		return -EINVAL;
+	if (!vhost_user_frontend_connected(&vu->fe))
+		return -ENOTCONN;
+	if (!running_rings(vu)) {
+		vu->session_set_up = false;  /* a new driver: its features, maybe another layout */
+		vu->mem = mem;
+		vu->features = features;
+	}
+	err = set_up_session(vu);
+	for (unsigned int i = 0; i < 2 && !err; i++) {
+		vu->rings[2 * qp + i] = rings[i];
+		err = start_ring(vu, 2 * qp + i);
+		vu->running[2 * qp + i] = !err;
+	}
+	if (!err && qp >= vu->active_pairs)
+		err = enable_pair(vu, qp, false);
+	return err;
+}
+
+/* Where ring i stands when the backend cannot say (it is gone): every buffer
+ * it had taken but not used is given up, which for a NIC is a dropped frame. */
+static void rewind_to_used(struct virtq *vq)
+{
+	vq->used_idx = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
+	vq->last_avail_idx = vq->used_idx;
+	vq->signalled_used_valid = false;
+}
+
+static void vu_stop_offload(struct net_backend *be, unsigned int qp, const struct net_ring rings[2])
+{
+	struct net_vhost_user *vu = (struct net_vhost_user *)be;
+
+	for (unsigned int i = 0; i < 2; i++) {
+		unsigned int index = 2 * qp + i;
+		struct virtq *vq = rings[i].vq;
+		uint16_t next_avail;
+
+		if (!vu->running[index])
+			continue;
+		vu->running[index] = false;
+		if (vhost_user_frontend_stop_ring(&vu->fe, index, &next_avail)) {
+			rewind_to_used(vq);
+			continue;
+		}
+		vq->last_avail_idx = next_avail;
+		vq->used_idx = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
+		vq->signalled_used_valid = false;
+	}
+}
+
+static int vu_resume_offload(struct net_backend *be)
+{
+	struct net_vhost_user *vu = (struct net_vhost_user *)be;
+	int err = 0;
+
+	if (!running_rings(vu))
+		return 0;  /* nothing was running: the next DRIVER_OK sets everything up */
+	vu->session_set_up = false;
+	err = set_up_session(vu);
+	for (unsigned int i = 0; i < 2 * vu->queue_pairs && !err; i++) {
+		if (!vu->running[i])
+			continue;
+		rewind_to_used(vu->rings[i].vq);
+		err = start_ring(vu, i);
+	}
+	for (unsigned int qp = vu->active_pairs; qp < vu->queue_pairs && !err; qp++)
+		err = enable_pair(vu, qp, false);
+	return err;
+}
+
+static void set_link(struct net_vhost_user *vu, bool up)
+{
+	if (vu->link_up == up)
+		return;
+	vu->link_up = up;
+	if (vu->be.link_changed)
+		vu->be.link_changed(vu->be.link_ctx, up);
+}
+
+/* Wait until the backend hangs up, or the stop fd fires (returns false). */
+static bool wait_for_hangup(struct net_vhost_user *vu)
+{
+	struct pollfd fds[2] = {
+		{ .fd = vhost_user_frontend_fd(&vu->fe), .events = POLLRDHUP },
+		{ .fd = vu->stop_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if (fds[1].revents)
+			return false;
+		if (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+			return true;
+	}
+}
+
+/* Sleep seconds, or return false early if the stop fd fires. */
+static bool sleep_unless_stopped(struct net_vhost_user *vu, unsigned int seconds)
+{
+	struct pollfd stop = { .fd = vu->stop_fd, .events = POLLIN };
+
+	return poll(&stop, 1, (int)seconds * 1000) == 0;
+}
+
+static void *watch(void *arg)
+{
+	struct net_vhost_user *vu = arg;
+
+	while (wait_for_hangup(vu)) {
+		const char *why = "";
+
+		log_warn("vhost-user %s: the backend went away; the NIC's link is down%s", vu->fe.path,
+			 vu->reconnect_s ? ", reconnecting" : "");
+		vhost_user_frontend_disconnect(&vu->fe);
+		set_link(vu, false);
+		if (!vu->reconnect_s)
+			break;
+		for (;;) {
+			if (!sleep_unless_stopped(vu, vu->reconnect_s))
+				return NULL;
+			if (!vhost_user_frontend_connect(&vu->fe, &why))
+				break;
+		}
+		log_info("vhost-user %s: the backend is back", vu->fe.path);
+		/* The NIC resumes the rings under its locks, then raises the link. */
+		set_link(vu, true);
+	}
+	return NULL;
+}
+
+static void vu_destroy(struct net_backend *be)
+{
+	struct net_vhost_user *vu = (struct net_vhost_user *)be;
+	uint64_t one = 1;
+
+	if (vu->watching) {
+		if (write(vu->stop_fd, &one, sizeof(one)) < 0)
+			log_warn("vhost-user %s: cannot stop the watcher: %s", vu->fe.path, strerror(errno));
+		pthread_join(vu->watcher, NULL);
+	}
+	if (vu->stop_fd >= 0)
+		close(vu->stop_fd);
+	vhost_user_frontend_disconnect(&vu->fe);
+	pthread_mutex_destroy(&vu->fe.lock);
+	free(vu);
+}
+
+static const struct net_backend_ops vhost_user_ops = {
+	.name = "vhost-user",
+	.send = vu_send,
+	.recv = vu_recv,
+	.set_queue_pairs = vu_set_queue_pairs,
+	.start_offload = vu_start_offload,
+	.stop_offload = vu_stop_offload,
+	.resume_offload = vu_resume_offload,
+	.destroy = vu_destroy,
+};
+
+struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pairs, unsigned int reconnect_s,
+					const char **why)
+{
+	const uint64_t data_path_bits =
+		(1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_TSO4) |
+		(1ULL << VIRTIO_NET_F_GUEST_TSO6) | (1ULL << VIRTIO_NET_F_GUEST_ECN) | (1ULL << VIRTIO_NET_F_GUEST_UFO) |
+		(1ULL << VIRTIO_NET_F_HOST_TSO4) | (1ULL << VIRTIO_NET_F_HOST_TSO6) | (1ULL << VIRTIO_NET_F_HOST_ECN) |
+		(1ULL << VIRTIO_NET_F_HOST_UFO) | (1ULL << VIRTIO_NET_F_MRG_RXBUF);
+	struct net_vhost_user *vu = calloc(1, sizeof(*vu));
+	int err;
+
+	if (!vu) {
+		*why = "out of memory";
+		errno = ENOMEM;
+		return NULL;
+	}
+	vhost_user_frontend_init(&vu->fe, path);
+	vu->stop_fd = -1;
+	vu->queue_pairs = vu->active_pairs = queue_pairs;
+	vu->reconnect_s = reconnect_s;
+	err = vhost_user_frontend_connect(&vu->fe, why);
+	if (!err && (vu->fe.features & TRANSPORT_BITS) != TRANSPORT_BITS) {
+		*why = "the backend lacks VIRTIO_F_VERSION_1, EVENT_IDX or INDIRECT_DESC, which kvio always offers";
+		err = -ENOTSUP;
+	}
+	if (!err && queue_pairs > 1 && vu->fe.max_queues < 2 * queue_pairs) {
+		*why = "the backend has fewer queues than queues= asks for (or no MQ protocol feature)";
+		err = -ENOTSUP;
+	}
+	vu->link_up = true;
+	vu->be = (struct net_backend){
+		.ops = &vhost_user_ops,
+		.queue_pairs = queue_pairs,
+		.offloads = vu->fe.features & data_path_bits & ~(1ULL << VIRTIO_NET_F_MRG_RXBUF),
+		.has_offload = true,
+		.ring_features = (vu->fe.features & data_path_bits) | TRANSPORT_BITS,
+	};
+	if (!err) {
+		vu->stop_fd = eventfd(0, EFD_CLOEXEC);
+		err = vu->stop_fd < 0 ? -errno : -pthread_create(&vu->watcher, NULL, watch, vu);
+		vu->watching = !err;
+		if (err)
+			*why = "cannot start its watcher thread";
+	}
+	if (err) {
+		vu_destroy(&vu->be);
+		errno = -err;
+		return NULL;
+	}
+	return &vu->be;
+}

@@ -1,0 +1,340 @@
+/* vhost-user frontend: the requests kvio sends a backend process, each with
+ * its reply (GET_*) or, with REPLY_ACK, its acknowledgement, so a refusal
+ * shows up where it happened. The peer is untrusted: every reply goes through
+ * the codec's checks, and one that never comes is a timeout, not a hang. */
+#include "vhost/vhost_user_frontend.h"
+
+#include <errno.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "vhost/vhost_user.h"
+
+#define WANTED_PROTOCOL_FEATURES                                                                     \
+	((1ULL << VHOST_USER_PROTOCOL_F_REPLY_ACK) | (1ULL << VHOST_USER_PROTOCOL_F_MQ) |            \
+	 (1ULL << VHOST_USER_PROTOCOL_F_CONFIG))
+
+void vhost_user_frontend_init(struct vhost_user_frontend *fe, const char *path)
+{
+	memset(fe, 0, sizeof(*fe));
+	fe->sock = -1;
+	snprintf(fe->path, sizeof(fe->path), "%s", path);
+	pthread_mutex_init(&fe->lock, NULL);
+}
+
+bool vhost_user_frontend_connected(const struct vhost_user_frontend *fe)
+{
+	return fe->sock >= 0;
+}
+
+int vhost_user_frontend_fd(const struct vhost_user_frontend *fe)
+{
+	return fe->sock;
+}
+
+static bool has_protocol(const struct vhost_user_frontend *fe, unsigned int bit)
+{
+	return fe->protocol_features & (1ULL << bit);
+}
+
+static void set_payload_size(struct vhost_user_msg *msg, size_t size)
+{
+	msg->hdr.flags = VHOST_USER_VERSION;
+	msg->hdr.size = (uint32_t)size;
+}
+
+/* Send msg; then read the reply into *reply (GET requests), or, when
+ * REPLY_ACK is on, ask for an acknowledgement and check it. Caller holds the lock. */
+static int transact(struct vhost_user_frontend *fe, struct vhost_user_msg *msg, const int *fds, unsigned int nfds,
+		    struct vhost_user_msg *reply)
+{
+	struct vhost_user_msg ack;
+	int got_fds[VHOST_USER_MAX_FDS];
+	unsigned int nr_got = 0;
+	const char *why = "";
+	uint32_t request = msg->hdr.request;
+	int err;
+
+	if (fe->sock < 0)
+		return -ENOTCONN;
+	if (!reply && has_protocol(fe, VHOST_USER_PROTOCOL_F_REPLY_ACK)) {
+		msg->hdr.flags |= VHOST_USER_FLAG_NEED_REPLY;
+		reply = &ack;
+	}
+	err = vhost_user_send(fe->sock, msg, fds, nfds);
+	if (err) {
+		log_warn("vhost-user %s: %s: %s", fe->path, vhost_user_request_name(request), strerror(-err));
+		return err;
+	}
+	if (!reply)
+		return 0;
+	err = vhost_user_recv(fe->sock, reply, got_fds, &nr_got, &why);
+	for (unsigned int i = 0; i < nr_got; i++)
+		close(got_fds[i]);  /* no reply kvio asks for carries a descriptor */
+	if (err == -EAGAIN)
+		err = -ETIMEDOUT;  /* SO_RCVTIMEO ran out: the backend stopped answering */
+	if (!err && (reply->hdr.request != request || !(reply->hdr.flags & VHOST_USER_FLAG_REPLY) || nr_got)) {
+		why = "the reply does not answer the request";
+		err = -EPROTO;
+	}
+	if (err) {
+		log_warn("vhost-user %s: %s: %s%s%s", fe->path, vhost_user_request_name(request), strerror(-err),
+			 *why ? ": " : "", why);
+		return err;
+	}
+	if (reply == &ack && ack.payload.u64) {
+		log_warn("vhost-user %s: the backend refused %s", fe->path, vhost_user_request_name(request));
+		return -EIO;
+	}
+	return 0;
+}
+
+static int get_u64(struct vhost_user_frontend *fe, enum vhost_user_request request, uint64_t *value)
+{
+	struct vhost_user_msg msg = { .hdr.request = request }, reply;
+	int err;
+
+	set_payload_size(&msg, 0);
+	err = transact(fe, &msg, NULL, 0, &reply);
+	if (!err)
+		*value = reply.payload.u64;
+	return err;
+}
+
+static int set_u64(struct vhost_user_frontend *fe, enum vhost_user_request request, uint64_t value, int fd)
+{
+	struct vhost_user_msg msg = { .hdr.request = request, .payload.u64 = value };
+
+	set_payload_size(&msg, sizeof(msg.payload.u64));
+	return transact(fe, &msg, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0, NULL);
+}
+
+static int set_state(struct vhost_user_frontend *fe, enum vhost_user_request request, unsigned int index,
+		     unsigned int num)
+{
+	struct vhost_user_msg msg = { .hdr.request = request, .payload.state = { .index = index, .num = num } };
+
+	set_payload_size(&msg, sizeof(msg.payload.state));
+	return transact(fe, &msg, NULL, 0, NULL);
+}
+
+static int open_socket(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct timeval timeout = { .tv_sec = VHOST_USER_REPLY_TIMEOUT_S };
+	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (sock < 0)
+		return -errno;
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	if (setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) ||
+	    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout)) ||
+	    connect(sock, (struct sockaddr *)&addr, sizeof(addr))) {
+		int err = -errno;
+
+		close(sock);
+		return err;
+	}
+	return sock;
+}
+
+static int negotiate(struct vhost_user_frontend *fe, const char **why)
+{
+	uint64_t offered;
+	int err;
+
+	*why = "GET_FEATURES failed";
+	err = get_u64(fe, VHOST_USER_GET_FEATURES, &fe->features);
+	if (err)
+		return err;
+	if (fe->features & (1ULL << VHOST_USER_F_PROTOCOL_FEATURES)) {
+		*why = "protocol feature negotiation failed";
+		err = get_u64(fe, VHOST_USER_GET_PROTOCOL_FEATURES, &offered);
+		if (!err)
+			err = set_u64(fe, VHOST_USER_SET_PROTOCOL_FEATURES, offered & WANTED_PROTOCOL_FEATURES, -1);
+		if (err)
+			return err;
+		/* From here on, REPLY_ACK (if agreed) applies to every request. */
+		fe->protocol_features = offered & WANTED_PROTOCOL_FEATURES;
+	}
+	if (has_protocol(fe, VHOST_USER_PROTOCOL_F_MQ)) {
+		uint64_t queues;
+
+		*why = "GET_QUEUE_NUM failed";
+		err = get_u64(fe, VHOST_USER_GET_QUEUE_NUM, &queues);
+		if (err)
+			return err;
+		fe->max_queues = queues > 0xFFFF ? 0xFFFF : (unsigned int)queues;
+	}
+	*why = "SET_OWNER failed";
+	{
+		struct vhost_user_msg msg = { .hdr.request = VHOST_USER_SET_OWNER };
+
+		set_payload_size(&msg, 0);
+		return transact(fe, &msg, NULL, 0, NULL);
+	}
+}
+
+int vhost_user_frontend_connect(struct vhost_user_frontend *fe, const char **why)
+{
+	int err;
+
+	pthread_mutex_lock(&fe->lock);
+	if (fe->sock >= 0) {
+		close(fe->sock);
+		fe->sock = -1;
+	}
+	fe->features = fe->protocol_features = 0;
+	fe->max_queues = 0;
+	fe->sock = open_socket(fe->path);
+	if (fe->sock < 0) {
+		err = fe->sock;
+		fe->sock = -1;
+		*why = "cannot connect to its socket";
+	} else {
+		err = negotiate(fe, why);
+		if (err) {
+			close(fe->sock);
+			fe->sock = -1;
+		}
+	}
+	pthread_mutex_unlock(&fe->lock);
+	return err;
+}
+
+void vhost_user_frontend_disconnect(struct vhost_user_frontend *fe)
+{
+	pthread_mutex_lock(&fe->lock);
+	if (fe->sock >= 0)
+		close(fe->sock);
+	fe->sock = -1;
+	pthread_mutex_unlock(&fe->lock);
+}
+
+int vhost_user_frontend_set_features(struct vhost_user_frontend *fe, uint64_t features)
+{
+	uint64_t run = features & fe->features;
+	int err;
+
+	pthread_mutex_lock(&fe->lock);
+	err = set_u64(fe, VHOST_USER_SET_FEATURES, run, -1);
+	pthread_mutex_unlock(&fe->lock);
+	return err;
+}
+
+int vhost_user_frontend_set_mem_table(struct vhost_user_frontend *fe, const struct guest_mem *mem)
+{
+	struct vhost_user_msg msg = { .hdr.request = VHOST_USER_SET_MEM_TABLE };
+	int fds[VHOST_USER_MAX_REGIONS];
+	int err;
+
+	if (mem->fd < 0 || mem->nr_regions == 0 || mem->nr_regions > VHOST_USER_MAX_REGIONS)
+		return -EINVAL;  /* guest RAM must be a memfd to be shared */
+	msg.payload.mem.nregions = mem->nr_regions;
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		msg.payload.mem.regions[i] = (struct vhost_user_mem_region){
+			.guest_phys_addr = mem->regions[i].gpa,
+			.memory_size = mem->regions[i].size,
+			.userspace_addr = (uintptr_t)mem->regions[i].host,
+			.mmap_offset = mem->regions[i].fd_offset,
+		};
+		fds[i] = mem->fd;
+	}
+	set_payload_size(&msg, offsetof(struct vhost_user_mem_table, regions) +
+				       mem->nr_regions * sizeof(struct vhost_user_mem_region));
+	pthread_mutex_lock(&fe->lock);
+	err = transact(fe, &msg, fds, mem->nr_regions, NULL);
+	pthread_mutex_unlock(&fe->lock);
+	return err;
+}
+
+int vhost_user_frontend_start_ring(struct vhost_user_frontend *fe, unsigned int index, const struct virtq *vq,
+				   int kick_fd, int call_fd)
+{
+	struct vhost_user_msg addr = {
+		.hdr.request = VHOST_USER_SET_VRING_ADDR,
+		.payload.addr = {
+			.index = index,
+			.desc_user_addr = (uintptr_t)vq->desc,
+			.avail_user_addr = (uintptr_t)vq->avail,
+			.used_user_addr = (uintptr_t)vq->used,
+		},
+	};
+	int err;
+
+	set_payload_size(&addr, sizeof(addr.payload.addr));
+	pthread_mutex_lock(&fe->lock);
+	err = set_state(fe, VHOST_USER_SET_VRING_NUM, index, vq->size);
+	if (!err)
+		err = transact(fe, &addr, NULL, 0, NULL);
+	if (!err)
+		err = set_state(fe, VHOST_USER_SET_VRING_BASE, index, vq->last_avail_idx);
+	if (!err)
+		err = set_u64(fe, VHOST_USER_SET_VRING_CALL, index, call_fd);
+	if (!err)
+		err = set_u64(fe, VHOST_USER_SET_VRING_KICK, index, kick_fd);
+	/* With protocol features a ring starts disabled until SET_VRING_ENABLE. */
+	if (!err && (fe->features & (1ULL << VHOST_USER_F_PROTOCOL_FEATURES)))
+		err = set_state(fe, VHOST_USER_SET_VRING_ENABLE, index, 1);
+	pthread_mutex_unlock(&fe->lock);
+	return err;
+}
+
+int vhost_user_frontend_enable_ring(struct vhost_user_frontend *fe, unsigned int index, bool enable)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&fe->lock);
+	if (fe->features & (1ULL << VHOST_USER_F_PROTOCOL_FEATURES))
+		err = set_state(fe, VHOST_USER_SET_VRING_ENABLE, index, enable);
+	pthread_mutex_unlock(&fe->lock);
+	return err;
+}
+
+int vhost_user_frontend_stop_ring(struct vhost_user_frontend *fe, unsigned int index, uint16_t *next_avail)
+{
+	struct vhost_user_msg msg = { .hdr.request = VHOST_USER_GET_VRING_BASE, .payload.state = { .index = index } },
+			      reply;
+	int err;
+
+	set_payload_size(&msg, sizeof(msg.payload.state));
+	pthread_mutex_lock(&fe->lock);
+	err = transact(fe, &msg, NULL, 0, &reply);
+	pthread_mutex_unlock(&fe->lock);
+	if (!err && reply.payload.state.index != index)
+		err = -EPROTO;
+	if (!err)
+		*next_avail = (uint16_t)reply.payload.state.num;
+	return err;
+}
+
+int vhost_user_frontend_get_config(struct vhost_user_frontend *fe, uint32_t offset, void *buf, uint32_t len)
+{
+	struct vhost_user_msg msg = { .hdr.request = VHOST_USER_GET_CONFIG }, reply;
+	int err;
+
+	if (!has_protocol(fe, VHOST_USER_PROTOCOL_F_CONFIG))
+		return -ENOTSUP;
+	if (len > VHOST_USER_CONFIG_MAX)
+		return -EINVAL;
+	msg.payload.config.offset = offset;
+	msg.payload.config.size = len;
+	set_payload_size(&msg, VHOST_USER_CONFIG_HDR_SIZE + len);
+	pthread_mutex_lock(&fe->lock);
+	err = transact(fe, &msg, NULL, 0, &reply);
+	pthread_mutex_unlock(&fe->lock);
+	if (!err && (reply.payload.config.offset != offset || reply.payload.config.size != len ||
+		     reply.hdr.size != VHOST_USER_CONFIG_HDR_SIZE + len))
+		err = -EPROTO;
+	if (!err)
+		memcpy(buf, reply.payload.config.payload, len);
+	return err;
+}
