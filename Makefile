@@ -6,7 +6,7 @@ BUILD ?= build
 SANITIZE ?=
 
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-	-D_GNU_SOURCE -Isrc -MMD -MP $(shell pkg-config --cflags slirp)
+	-D_GNU_SOURCE -Isrc -I. -MMD -MP $(shell pkg-config --cflags slirp)
 ifeq ($(SANITIZE),1)
 CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -O1
 LDFLAGS_SAN := -fsanitize=address,undefined
@@ -16,22 +16,27 @@ LDLIBS := -luring -lpthread $(shell pkg-config --libs slirp)
 
 LIB_SRCS := $(shell find src -name '*.c' ! -name main.c | sort)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+# tools/: vhost-user backends built on the library; each tool's core (all
+# but its main file, kvio-NAME.c) in one archive the unit tests link too.
+TOOLS_LIB_SRCS := $(filter-out tools/kvio-%.c,$(wildcard tools/*.c))
+TOOLS_LIB_OBJS := $(TOOLS_LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOLS := $(patsubst tools/%.c,$(BUILD)/%,$(wildcard tools/kvio-*.c))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-UNIT_HELPERS := $(BUILD)/obj/tests/unit/virtio_driver.o
+UNIT_HELPERS := $(BUILD)/obj/tests/unit/virtio_driver.o $(BUILD)/obj/tests/unit/vhost_user_frontend.o
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 # libFuzzer targets: each tests/fuzz/fuzz_NAME.c with the library sources it needs.
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined
 FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/virtio/net.c src/backend/block_file.c src/util/guest_mem.c src/util/iov.c \
-	src/util/log.c src/hw/e1000.c src/hw/pci.c
+	src/util/log.c src/hw/e1000.c src/hw/pci.c src/vhost/vhost_user.c src/vhost/vhost_user_backend.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 600
 
 .SECONDARY:
 .PHONY: all guest asan unit test test-unit test-guest run clean bench fuzz fuzz-smoke fuzz-build
-all: $(BUILD)/kvio
+all: $(BUILD)/kvio $(TOOLS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -44,7 +49,15 @@ $(BUILD)/libkvio.a: $(LIB_OBJS)
 $(BUILD)/kvio: $(BUILD)/obj/src/main.o $(BUILD)/libkvio.a
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_HELPERS) $(BUILD)/libkvio.a
+$(BUILD)/libkvio-tools.a: $(TOOLS_LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+# A tool links only what it uses from the library: no KVM, io_uring or slirp.
+$(BUILD)/kvio-%: $(BUILD)/obj/tools/kvio-%.o $(BUILD)/libkvio-tools.a $(BUILD)/libkvio.a
+	$(CC) $(LDFLAGS_SAN) -o $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_HELPERS) $(BUILD)/libkvio-tools.a $(BUILD)/libkvio.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lcmocka $(LDLIBS)
 
@@ -88,6 +101,6 @@ bench: all guest
 	bench/boot
 
 clean:
-	rm -rf build/obj build/asan build/tests build/fuzz build/kvio build/libkvio.a
+	rm -rf build/obj build/asan build/tests build/fuzz build/kvio build/libkvio.a build/libkvio-tools.a $(TOOLS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -34,23 +34,28 @@ int event_loop_remove(struct event_loop *loop, struct event_handler *handler)
 	return epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, handler->fd, NULL) < 0 ? -errno : 0;
 }
 
-int event_loop_run(struct event_loop *loop)
+int event_loop_run_once(struct event_loop *loop, int timeout_ms)
 {
 	struct epoll_event events[EVENTS_PER_WAKE];
+	int n = epoll_wait(loop->epoll_fd, events, EVENTS_PER_WAKE, timeout_ms);
 
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n && !loop->stopping; i++) {
+		struct event_handler *handler = events[i].data.ptr;
+
+		handler->ready(handler, events[i].events);
+	}
+	return n;
+}
+
+int event_loop_run(struct event_loop *loop)
+{
 	while (!loop->stopping) {
-		int n = epoll_wait(loop->epoll_fd, events, EVENTS_PER_WAKE, -1);
+		int n = event_loop_run_once(loop, -1);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < n && !loop->stopping; i++) {
-			struct event_handler *handler = events[i].data.ptr;
-
-			handler->ready(handler, events[i].events);
-		}
+		if (n < 0)
+			return n;
 	}
 	return 0;
 }

@@ -22,6 +22,9 @@ int event_loop_add(struct event_loop *loop, struct event_handler *handler, uint3
 int event_loop_remove(struct event_loop *loop, struct event_handler *handler);
 /* Dispatch until event_loop_stop() is called from a callback. Returns 0 or -errno. */
 int event_loop_run(struct event_loop *loop);
+/* Wait up to timeout_ms (-1: forever) and dispatch what is ready once.
+ * Returns how many handlers ran, or -errno (never -EINTR: that is 0). */
+int event_loop_run_once(struct event_loop *loop, int timeout_ms);
 void event_loop_stop(struct event_loop *loop);
 
 #endif

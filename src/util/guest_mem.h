@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GUEST_MEM_MAX_REGIONS 2
+/* kvio lays its RAM out in at most 2 regions; a vhost-user backend's view of
+ * a frontend's memory table (src/vhost/vhost_user_backend.c) holds up to 8. */
+#define GUEST_MEM_MAX_REGIONS 8
 
 /* RAM stops below 3 GiB; [3 GiB, 4 GiB) is left for PCI MMIO, the IOAPIC and
  * the LAPIC, and any remaining RAM continues at 4 GiB. */

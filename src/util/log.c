@@ -1,5 +1,5 @@
-/* Logging to stderr with a "kvio:" prefix. One write per message so lines from
- * different threads do not interleave. */
+/* Logging to stderr, each line prefixed "kvio:" (or a tool's name). One write
+ * per message so lines from different threads do not interleave. */
 #include "util/log.h"
 
 #include <stdarg.h>
@@ -8,10 +8,16 @@
 #include <unistd.h>
 
 static enum log_level current_level = LOG_INFO;
+static const char *current_prefix = "kvio";
 
 void log_set_level(enum log_level level)
 {
 	current_level = level;
+}
+
+void log_set_prefix(const char *prefix)
+{
+	current_prefix = prefix;
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -25,7 +31,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 	if (level > current_level)
 		return;
-	len = snprintf(line, sizeof(line), "kvio: %s", prefixes[level]);
+	len = snprintf(line, sizeof(line), "%s: %s", current_prefix, prefixes[level]);
 	va_start(ap, fmt);
 	len += vsnprintf(line + len, sizeof(line) - (size_t)len, fmt, ap);
 	va_end(ap);
