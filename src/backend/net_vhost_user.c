@@ -303,8 +303,9 @@ struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pai
 		*why = "the backend lacks VIRTIO_F_VERSION_1, EVENT_IDX or INDIRECT_DESC, which kvio always offers";
 		err = -ENOTSUP;
 	}
-	if (!err && queue_pairs > 1 && vu->fe.max_queues < 2 * queue_pairs) {
-		*why = "the backend has fewer queues than queues= asks for (or no MQ protocol feature)";
+	/* GET_QUEUE_NUM counts queue pairs for a net backend (DPDK, QEMU). */
+	if (!err && queue_pairs > 1 && vu->fe.max_queues < queue_pairs) {
+		*why = "the backend has fewer queue pairs than queues= asks for (or no MQ protocol feature)";
 		err = -ENOTSUP;
 	}
 	vu->link_up = true;

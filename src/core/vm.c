@@ -361,6 +361,12 @@ static struct net_backend *open_net_backend(const struct net_config *nic)
 			log_error("--net: user: %s: %s", why, strerror(errno));
 		return be;
 	}
+	if (nic->backend == NET_BACKEND_VHOST_USER) {
+		be = net_vhost_user_open(nic->socket, nic->queues, nic->reconnect, &why);
+		if (!be)
+			log_error("--net: vhost-user '%s': %s: %s", nic->socket, why, strerror(errno));
+		return be;
+	}
 	if (open_vhost(nic, &vhost))
 		return NULL;
 	be = net_tap_open(nic->ifname, nic->queues, vhost, &why);
