@@ -1,18 +1,14 @@
 /* vhost-user network backend: another process (kvio-switch, DPDK) runs the
  * queue pairs' rings in guest memory it maps by fd; kvio only sets them up,
- * tears them down and keeps the control queue. A watcher thread notices the
- * backend going away (link down) and, with reconnect=, brings it back and
- * resumes the rings where the guest's used rings say they stood. */
+ * tears them down and keeps the control queue. When the backend goes away
+ * the NIC's link goes down; with reconnect=, it comes back and the rings
+ * resume where the guest's used rings say they stood. */
 #include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "backend/net.h"
 #include "util/guest_mem.h"
@@ -29,7 +25,6 @@ struct net_vhost_user {
 	struct net_backend be;
 	struct vhost_user_frontend fe;
 	unsigned int queue_pairs, active_pairs;
-	unsigned int reconnect_s;
 	/* What started rings look like, for a resume after a reconnect. Under
 	 * the NIC's locks (start/stop/resume run there). */
 	struct net_ring rings[2 * NET_MAX_QUEUE_PAIRS];
@@ -37,11 +32,6 @@ struct net_vhost_user {
 	const struct guest_mem *mem;
 	uint64_t features;
 	bool session_set_up;    /* features and memory table sent on this connection */
-	/* The watcher: waits for the socket to hang up, then reconnects. */
-	pthread_t watcher;
-	bool watching;
-	int stop_fd;            /* eventfd: the watcher's stop signal */
-	_Atomic bool link_up;
 };
 
 static unsigned int running_rings(const struct net_vhost_user *vu)
@@ -186,84 +176,20 @@ static int vu_resume_offload(struct net_backend *be)
 	return err;
 }
 
-static void set_link(struct net_vhost_user *vu, bool up)
+static void link_changed(void *ctx, bool up)
 {
-	if (vu->link_up == up)
-		return;
-	vu->link_up = up;
+	struct net_vhost_user *vu = ctx;
+
+	/* The NIC resumes the rings under its locks before it raises the link. */
 	if (vu->be.link_changed)
 		vu->be.link_changed(vu->be.link_ctx, up);
-}
-
-/* Wait until the backend hangs up, or the stop fd fires (returns false). */
-static bool wait_for_hangup(struct net_vhost_user *vu)
-{
-	struct pollfd fds[2] = {
-		{ .fd = vhost_user_frontend_fd(&vu->fe), .events = POLLRDHUP },
-		{ .fd = vu->stop_fd, .events = POLLIN },
-	};
-
-	for (;;) {
-		if (poll(fds, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return false;
-		}
-		if (fds[1].revents)
-			return false;
-		if (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
-			return true;
-	}
-}
-
-/* Sleep seconds, or return false early if the stop fd fires. */
-static bool sleep_unless_stopped(struct net_vhost_user *vu, unsigned int seconds)
-{
-	struct pollfd stop = { .fd = vu->stop_fd, .events = POLLIN };
-
-	return poll(&stop, 1, (int)seconds * 1000) == 0;
-}
-
-static void *watch(void *arg)
-{
-	struct net_vhost_user *vu = arg;
-
-	while (wait_for_hangup(vu)) {
-		const char *why = "";
-
-		log_warn("vhost-user %s: the backend went away; the NIC's link is down%s", vu->fe.path,
-			 vu->reconnect_s ? ", reconnecting" : "");
-		vhost_user_frontend_disconnect(&vu->fe);
-		set_link(vu, false);
-		if (!vu->reconnect_s)
-			break;
-		for (;;) {
-			if (!sleep_unless_stopped(vu, vu->reconnect_s))
-				return NULL;
-			if (!vhost_user_frontend_connect(&vu->fe, &why))
-				break;
-		}
-		log_info("vhost-user %s: the backend is back", vu->fe.path);
-		/* The NIC resumes the rings under its locks, then raises the link. */
-		set_link(vu, true);
-	}
-	return NULL;
 }
 
 static void vu_destroy(struct net_backend *be)
 {
 	struct net_vhost_user *vu = (struct net_vhost_user *)be;
-	uint64_t one = 1;
 
-	if (vu->watching) {
-		if (write(vu->stop_fd, &one, sizeof(one)) < 0)
-			log_warn("vhost-user %s: cannot stop the watcher: %s", vu->fe.path, strerror(errno));
-		pthread_join(vu->watcher, NULL);
-	}
-	if (vu->stop_fd >= 0)
-		close(vu->stop_fd);
-	vhost_user_frontend_disconnect(&vu->fe);
-	pthread_mutex_destroy(&vu->fe.lock);
+	vhost_user_frontend_close(&vu->fe);
 	free(vu);
 }
 
@@ -295,9 +221,7 @@ struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pai
 		return NULL;
 	}
 	vhost_user_frontend_init(&vu->fe, path);
-	vu->stop_fd = -1;
 	vu->queue_pairs = vu->active_pairs = queue_pairs;
-	vu->reconnect_s = reconnect_s;
 	err = vhost_user_frontend_connect(&vu->fe, why);
 	if (!err && (vu->fe.features & TRANSPORT_BITS) != TRANSPORT_BITS) {
 		*why = "the backend lacks VIRTIO_F_VERSION_1, EVENT_IDX or INDIRECT_DESC, which kvio always offers";
@@ -308,7 +232,6 @@ struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pai
 		*why = "the backend has fewer queue pairs than queues= asks for (or no MQ protocol feature)";
 		err = -ENOTSUP;
 	}
-	vu->link_up = true;
 	vu->be = (struct net_backend){
 		.ops = &vhost_user_ops,
 		.queue_pairs = queue_pairs,
@@ -317,9 +240,7 @@ struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pai
 		.ring_features = (vu->fe.features & data_path_bits) | TRANSPORT_BITS,
 	};
 	if (!err) {
-		vu->stop_fd = eventfd(0, EFD_CLOEXEC);
-		err = vu->stop_fd < 0 ? -errno : -pthread_create(&vu->watcher, NULL, watch, vu);
-		vu->watching = !err;
+		err = vhost_user_frontend_watch(&vu->fe, reconnect_s, link_changed, vu);
 		if (err)
 			*why = "cannot start its watcher thread";
 	}

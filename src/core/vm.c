@@ -38,6 +38,7 @@
 #include "virtio/net.h"
 #include "virtio/console.h"
 #include "virtio/rng.h"
+#include "virtio/vhost_user_blk.h"
 
 #define KVM_DEVICE "/dev/kvm"
 #define KVM_EXPECTED_API_VERSION 12
@@ -412,7 +413,8 @@ static int add_pci_devices(struct vm *vm, const struct vm_config *cfg, struct ma
 			.path = d->path, .read_only = d->read_only, .id = d->id, .queues = d->queues,
 		};
 
-		if (add_virtio(vm, m, virtio_blk_create(&opts), virtio_blk_destroy))
+		if (d->vhost_user ? add_virtio(vm, m, vhost_user_blk_create(d->path, d->queues), vhost_user_blk_destroy)
+				  : add_virtio(vm, m, virtio_blk_create(&opts), virtio_blk_destroy))
 			return -1;
 	}
 	for (unsigned int i = 0; i < cfg->nr_nics; i++) {

@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ring.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -26,6 +28,7 @@ void vhost_user_frontend_init(struct vhost_user_frontend *fe, const char *path)
 {
 	memset(fe, 0, sizeof(*fe));
 	fe->sock = -1;
+	fe->stop_fd = -1;
 	snprintf(fe->path, sizeof(fe->path), "%s", path);
 	pthread_mutex_init(&fe->lock, NULL);
 }
@@ -337,4 +340,88 @@ int vhost_user_frontend_get_config(struct vhost_user_frontend *fe, uint32_t offs
 	if (!err)
 		memcpy(buf, reply.payload.config.payload, len);
 	return err;
+}
+
+/* Wait until the backend hangs up (true), or the stop fd fires (false). */
+static bool wait_for_hangup(struct vhost_user_frontend *fe)
+{
+	struct pollfd fds[2] = {
+		{ .fd = fe->sock, .events = POLLRDHUP },
+		{ .fd = fe->stop_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if (fds[1].revents)
+			return false;
+		if (fds[0].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+			return true;
+	}
+}
+
+/* Sleep seconds; false if the stop fd fired meanwhile. */
+static bool sleep_unless_stopped(struct vhost_user_frontend *fe, unsigned int seconds)
+{
+	struct pollfd stop = { .fd = fe->stop_fd, .events = POLLIN };
+
+	return poll(&stop, 1, (int)seconds * 1000) == 0;
+}
+
+static void *watch(void *arg)
+{
+	struct vhost_user_frontend *fe = arg;
+
+	while (wait_for_hangup(fe)) {
+		const char *why = "";
+
+		log_warn("vhost-user %s: the backend went away%s", fe->path, fe->reconnect_s ? "; reconnecting" : "");
+		vhost_user_frontend_disconnect(fe);
+		fe->changed(fe->ctx, false);
+		if (!fe->reconnect_s)
+			break;
+		do {
+			if (!sleep_unless_stopped(fe, fe->reconnect_s))
+				return NULL;
+		} while (vhost_user_frontend_connect(fe, &why));
+		log_info("vhost-user %s: the backend is back", fe->path);
+		fe->changed(fe->ctx, true);
+	}
+	return NULL;
+}
+
+int vhost_user_frontend_watch(struct vhost_user_frontend *fe, unsigned int reconnect_s,
+			      void (*changed)(void *ctx, bool up), void *ctx)
+{
+	int err;
+
+	fe->reconnect_s = reconnect_s;
+	fe->changed = changed;
+	fe->ctx = ctx;
+	fe->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (fe->stop_fd < 0)
+		return -errno;
+	err = pthread_create(&fe->watcher, NULL, watch, fe);
+	fe->watching = !err;
+	return -err;
+}
+
+void vhost_user_frontend_close(struct vhost_user_frontend *fe)
+{
+	uint64_t one = 1;
+
+	if (fe->watching) {
+		if (write(fe->stop_fd, &one, sizeof(one)) < 0)
+			log_warn("vhost-user %s: cannot stop the watcher: %s", fe->path, strerror(errno));
+		pthread_join(fe->watcher, NULL);
+		fe->watching = false;
+	}
+	if (fe->stop_fd >= 0)
+		close(fe->stop_fd);
+	fe->stop_fd = -1;
+	vhost_user_frontend_disconnect(fe);
+	pthread_mutex_destroy(&fe->lock);
 }

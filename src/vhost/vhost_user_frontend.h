@@ -18,6 +18,13 @@ struct vhost_user_frontend {
 	uint64_t protocol_features;   /* what both sides speak */
 	unsigned int max_queues;      /* GET_QUEUE_NUM with MQ, else unknown (0) */
 	pthread_mutex_t lock;         /* one request and its reply at a time */
+	/* The watcher thread: notices the backend hanging up and reconnects. */
+	pthread_t watcher;
+	bool watching;
+	int stop_fd;                  /* eventfd that ends the watcher */
+	unsigned int reconnect_s;
+	void (*changed)(void *ctx, bool up);
+	void *ctx;
 };
 
 /* A backend that stops answering for this long counts as gone. */
@@ -29,6 +36,14 @@ void vhost_user_frontend_init(struct vhost_user_frontend *fe, const char *path);
  * -errno with *why set. */
 int vhost_user_frontend_connect(struct vhost_user_frontend *fe, const char **why);
 void vhost_user_frontend_disconnect(struct vhost_user_frontend *fe);
+/* Watch the connection from a thread of its own: when the backend hangs up,
+ * disconnect and call changed(ctx, false); with reconnect_s > 0, try again
+ * every that many seconds and call changed(ctx, true) once connected (the
+ * caller then sets its rings up again). Returns 0 or -errno. */
+int vhost_user_frontend_watch(struct vhost_user_frontend *fe, unsigned int reconnect_s,
+			      void (*changed)(void *ctx, bool up), void *ctx);
+/* Stop the watcher, disconnect, release everything. */
+void vhost_user_frontend_close(struct vhost_user_frontend *fe);
 bool vhost_user_frontend_connected(const struct vhost_user_frontend *fe);
 /* The socket, for a watcher that wants to notice the backend going away. */
 int vhost_user_frontend_fd(const struct vhost_user_frontend *fe);
