@@ -12,7 +12,7 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS_SAN := -fsanitize=address,undefined
 endif
 CFLAGS ?=
-LDLIBS := -luring -lpthread $(shell pkg-config --libs slirp)
+LDLIBS := -luring -lseccomp -lpthread $(shell pkg-config --libs slirp)
 
 LIB_SRCS := $(shell find src -name '*.c' ! -name main.c | sort)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
