@@ -52,6 +52,11 @@ static const char run_usage[] =
 	"                     kernel's vhost-net) or on user-mode networking (10.0.2.0/24,\n"
 	"                     host 10.0.2.2, DNS 10.0.2.3, DHCP from 10.0.2.15); queues > 1\n"
 	"                     offers multiqueue; e1000 is a fully emulated Intel 82540EM\n"
+	"  --seccomp on|off|log\n"
+	"                     the syscall filter kvio runs under once the VM is set up:\n"
+	"                     on (default) stops kvio with one line naming a syscall off\n"
+	"                     its list, log only records such calls in the kernel's audit\n"
+	"                     log, off runs without a filter\n"
 	"  -h, --help         show this help\n";
 
 static __attribute__((format(printf, 2, 3))) void print_error(FILE *err, const char *fmt, ...)
@@ -145,7 +150,8 @@ static int copy_socket_path(const char *option, const char *src, char dst[CONFIG
 	return 0;
 }
 
-enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE, OPT_NET };
+enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE, OPT_NET,
+       OPT_SECCOMP };
 
 int config_parse_mac(const char *s, uint8_t mac[6])
 {
@@ -429,6 +435,7 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "net", required_argument, NULL, OPT_NET },
+		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -486,6 +493,18 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 			}
 			cfg->virtio_console = !strcmp(optarg, "virtio");
 			break;
+		case OPT_SECCOMP: {
+			static const char *const modes[] = { [SANDBOX_ON] = "on", [SANDBOX_OFF] = "off",
+							     [SANDBOX_LOG] = "log" };
+			int mode = parse_choice(optarg, modes, 3);
+
+			if (mode < 0) {
+				print_error(err, "--seccomp: '%s' is not on, off or log", optarg);
+				return CONFIG_INVALID;
+			}
+			cfg->seccomp = (enum sandbox_mode)mode;
+			break;
+		}
 		case 'h':
 			fputs(run_usage, out);
 			return CONFIG_DONE;

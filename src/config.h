@@ -61,6 +61,9 @@ struct net_config {
 	unsigned int nr_hostfwds;
 };
 
+/* --seccomp: the syscall filter kvio runs under once the VM is set up. */
+enum sandbox_mode { SANDBOX_ON = 0, SANDBOX_OFF, SANDBOX_LOG };
+
 struct vm_config {
 	char kernel_path[4096];
 	char initrd_path[4096];  /* empty: no initrd */
@@ -73,6 +76,7 @@ struct vm_config {
 	unsigned int nr_disks;
 	struct net_config nics[CONFIG_MAX_NICS];
 	unsigned int nr_nics;
+	enum sandbox_mode seccomp;  /* default on */
 };
 
 enum config_status {

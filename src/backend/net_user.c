@@ -38,7 +38,7 @@
  * slirp writes to host sockets with send() and no MSG_NOSIGNAL, from either
  * thread (slirp_input may write guest data at once): a peer that went away
  * raises SIGPIPE, which kvio ignores process-wide (vm_run). The slirp thread
- * also blocks every signal, leaving them to the threads that handle them.
+ * also blocks every signal but SIGSYS, leaving them to the threads that handle them.
  */
 
 /* A guest that stops reading meets a full ring, like a real NIC's. */
@@ -318,6 +318,9 @@ static void *user_thread(void *arg)
 {
 	struct net_user *u = arg;
 
+	/* Named from inside: naming another thread opens /proc/self/task/TID/comm,
+	 * which the seccomp filter (core/sandbox.c) does not allow. */
+	pthread_setname_np(pthread_self(), "kvio-slirp");
 	loop_owner = u;
 	pthread_mutex_lock(&u->lock);
 	while (!u->stopping) {
@@ -572,8 +575,10 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 			goto fail;
 		}
 	}
-	/* Signals stay with the threads that handle them. */
+	/* Signals stay with the threads that handle them; SIGSYS stays open, as
+	 * the seccomp filter's trap must reach its handler on this thread too. */
 	sigfillset(&all);
+	sigdelset(&all, SIGSYS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&u->thread, NULL, user_thread, u);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -582,7 +587,6 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		*why = "cannot start the user network thread";
 		goto fail;
 	}
-	pthread_setname_np(u->thread, "kvio-slirp");
 	u->thread_started = true;
 	return &u->be;
 fail:

@@ -23,6 +23,7 @@
 #include "core/cpuid.h"
 #include "core/e1000_kvm.h"
 #include "core/irq.h"
+#include "core/sandbox.h"
 #include "core/vcpu.h"
 #include "core/virtio_kvm.h"
 #include "hw/acpi_pm.h"
@@ -633,6 +634,12 @@ int vm_run(const struct vm_config *cfg)
 	for (unsigned int i = 0; i < vm.nr_vcpus; i++)
 		if (vcpu_init(&vm.vcpus[i], &vm, i, &boot))
 			goto out;
+	/* Everything is open and mapped: from here on only the run-time syscalls,
+	 * on this thread, the slirp thread and every thread started from now on. */
+	if (sandbox_install(cfg)) {
+		status = EXIT_SETUP_ERROR;
+		goto out;
+	}
 	if (run_until_stopped(&vm, &machine) == 0)
 		status = exit_status(&vm);
 	if (atomic_load(&vm.stop_reason) == VM_STOP_SIGNAL)

@@ -47,7 +47,12 @@ int io_thread_add_edge(struct io_thread *t, struct event_handler *handler)
 static void *io_thread_main(void *arg)
 {
 	struct io_thread *t = arg;
-	int err = event_loop_run(&t->loop);
+	int err;
+
+	/* Named from inside: naming another thread opens /proc/self/task/TID/comm,
+	 * which the seccomp filter (core/sandbox.c) does not allow. */
+	pthread_setname_np(pthread_self(), t->name);
+	err = event_loop_run(&t->loop);
 
 	if (err)
 		log_error("I/O thread: %s", strerror(-err));
@@ -56,13 +61,14 @@ static void *io_thread_main(void *arg)
 
 int io_thread_start(struct io_thread *t, const char *name)
 {
-	int err = pthread_create(&t->thread, NULL, io_thread_main, t);
+	int err;
 
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	err = pthread_create(&t->thread, NULL, io_thread_main, t);
 	if (err) {
 		log_error("cannot start the I/O thread: %s", strerror(err));
 		return -1;
 	}
-	pthread_setname_np(t->thread, name);
 	t->running = true;
 	return 0;
 }

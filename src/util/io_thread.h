@@ -8,11 +8,14 @@
 
 #include "util/event_loop.h"
 
+#define IO_THREAD_NAME_MAX 16  /* what the kernel keeps of a thread name, NUL included */
+
 struct io_thread {
 	struct event_loop loop;
 	struct event_handler stop;
 	pthread_t thread;
 	bool running;
+	char name[IO_THREAD_NAME_MAX];
 };
 
 int io_thread_init(struct io_thread *t);
@@ -26,7 +29,6 @@ void io_thread_stop(struct io_thread *t);
 void io_thread_destroy(struct io_thread *t);
 
 #define IO_POOL_MAX_THREADS 16
-#define IO_THREAD_NAME_MAX 16  /* what the kernel keeps of a thread name, NUL included */
 
 /* A VM's I/O threads, started and stopped together: the first is shared by
  * every device; a device whose queue groups share no state asks for more, so

@@ -111,6 +111,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.cpus, 1);
 	assert_null(cfg.append);
 	assert_false(cfg.rng);
+	assert_int_equal(cfg.seccomp, SANDBOX_ON);
 	snprintf(expect, sizeof(expect), "%s/vmlinuz", guest_dir);
 	assert_string_equal(cfg.kernel_path, expect);
 	snprintf(expect, sizeof(expect), "%s/initramfs.cpio.gz", guest_dir);
@@ -146,6 +147,7 @@ static void test_help_and_version(void **state)
 	fflush(out);
 	assert_non_null(strstr(out_buf, "kvio " KVIO_VERSION));
 	assert_non_null(strstr(out_buf, "Usage: kvio run"));
+	assert_non_null(strstr(out_buf, "--seccomp on|off|log"));
 	assert_int_equal(err_len, 0);
 }
 
@@ -241,6 +243,39 @@ static void test_console_choice(void **state)
 	assert_false(cfg.virtio_console);
 	assert_int_equal(PARSE("run", "--console", "vga"), CONFIG_INVALID);
 	assert_one_line_error("--console: 'vga'");
+}
+
+static void test_seccomp_choice(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--seccomp", "off"), CONFIG_RUN);
+	assert_int_equal(cfg.seccomp, SANDBOX_OFF);
+	assert_int_equal(PARSE("run", "--seccomp=log"), CONFIG_RUN);
+	assert_int_equal(cfg.seccomp, SANDBOX_LOG);
+	assert_int_equal(PARSE("run", "--seccomp", "log", "--seccomp", "on"), CONFIG_RUN);
+	assert_int_equal(cfg.seccomp, SANDBOX_ON);
+	assert_int_equal(PARSE("run", "--seccomp", "strict"), CONFIG_INVALID);
+	assert_one_line_error("--seccomp: 'strict' is not on, off or log");
+}
+
+static void test_seccomp_needs_a_value(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--seccomp"), CONFIG_INVALID);
+	assert_one_line_error("'--seccomp' needs a value");
+}
+
+static void test_seccomp_empty_value(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--seccomp="), CONFIG_INVALID);
+	assert_one_line_error("--seccomp: '' is not on, off or log");
 }
 
 static void test_disk_options(void **state)
@@ -427,6 +462,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_initrd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stray_argument, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_console_choice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seccomp_choice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seccomp_needs_a_value, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seccomp_empty_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_unknown_key, setup, teardown),

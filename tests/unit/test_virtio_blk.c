@@ -1,6 +1,7 @@
 /* virtio-blk through the test driver, on a real image file with io_uring:
  * every request type, read-only disks, bounds, malformed chains, a host I/O
- * error, multiqueue, and discard really freeing the file's blocks. */
+ * error, multiqueue, discard really freeing the file's blocks, and all that
+ * under kvio's seccomp filter. */
 #include "unit.h"
 
 #include <linux/virtio_blk.h>
@@ -11,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "core/sandbox.h"
 #include "virtio/blk.h"
 #include "virtio_driver.h"
 
@@ -279,6 +283,51 @@ static void test_parser_splits_header_across_buffers(void **state)
 	assert_ptr_equal(req.status, data + 512);
 }
 
+/* Requests as in the tests above, then a device reset (which drains the
+ * ring) and the teardown, under kvio's seccomp filter for --disk
+ * (core/sandbox.c), installed after the disk is open, as vm_run does. In a
+ * child, so this process stays unfiltered; a syscall the filter lacks ends it
+ * with exit 31 and a line naming the call. */
+static void test_requests_under_seccomp(void **state)
+{
+	static struct vm_config cfg;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	cfg.nr_disks = 1;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		uint64_t data = vtd_alloc(&d, 4096), seg = vtd_alloc(&d, 16);
+		struct virtio_blk_discard_write_zeroes *range = vtd_ptr(&d, seg);
+
+		/* A failed assert aborts the child instead of jumping back into the parent's test. */
+		setenv("CMOCKA_TEST_ABORT", "1", 1);
+		if (sandbox_install(&cfg))
+			_exit(101);
+		memset(vtd_ptr(&d, data), 'k', 4096);
+		assert_int_equal(request(0, VIRTIO_BLK_T_OUT, 8, data, 4096, false, NULL), VIRTIO_BLK_S_OK);
+		assert_int_equal(request(0, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, NULL), VIRTIO_BLK_S_OK);
+		assert_int_equal(request(0, VIRTIO_BLK_T_IN, 8, data, 4096, true, NULL), VIRTIO_BLK_S_OK);
+		*range = (struct virtio_blk_discard_write_zeroes){ .sector = 0, .num_sectors = 8 };
+		assert_int_equal(request(0, VIRTIO_BLK_T_DISCARD, 0, seg, 16, false, NULL), VIRTIO_BLK_S_OK);
+		assert_int_equal(request(0, VIRTIO_BLK_T_WRITE_ZEROES, 0, seg, 16, false, NULL), VIRTIO_BLK_S_OK);
+		/* In flight during the reset: the drain waits for it. */
+		vtd_offer(&d, 0, (struct vtd_buf[]){ { vtd_alloc(&d, 16), 16, false }, { vtd_alloc(&d, 1), 1, true } }, 2);
+		vtd_kick(&d, 0);
+		vtd_write(&d, VIRTIO_PCI_COMMON_STATUS, 0, 1);
+		vtd_destroy(&d);
+		virtio_blk_destroy(blk);
+		exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("under seccomp: status %#x (its stderr is above)", status);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -293,6 +342,7 @@ int main(void)
 		T(test_host_error_fails_one_request),
 		T(test_malformed_requests),
 		T(test_multiqueue),
+		T(test_requests_under_seccomp),
 		cmocka_unit_test(test_parser_splits_header_across_buffers),
 	};
 
