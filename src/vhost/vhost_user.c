@@ -321,7 +321,7 @@ int vhost_user_send(int sock, const struct vhost_user_msg *msg, const int *fds, 
 /* One recvmsg into buf, collecting any descriptors that came along. More than
  * VHOST_USER_MAX_FDS in all (or a truncated control message, whose extra fds
  * the kernel already closed) sets *too_many; the extra fds are closed. */
-static ssize_t recv_some(int sock, void *buf, size_t len, int *fds, unsigned int *nfds, bool *too_many)
+static ssize_t recv_some(int sock, void *buf, size_t len, int flags, int *fds, unsigned int *nfds, bool *too_many)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
@@ -332,7 +332,7 @@ static ssize_t recv_some(int sock, void *buf, size_t len, int *fds, unsigned int
 	ssize_t n;
 
 	do {
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
@@ -360,16 +360,19 @@ static ssize_t recv_some(int sock, void *buf, size_t len, int *fds, unsigned int
 }
 
 /* Read exactly len bytes (the stream may deliver them in pieces). Only at a
- * message boundary does "nothing to read" mean -EAGAIN; once a message has
- * begun, its rest must arrive before the deadline. */
+ * message boundary does "nothing to read" mean -EAGAIN (or, on a blocking
+ * socket, a wait of the socket's own timeout); once a message has begun, its
+ * rest must arrive before the deadline, however the peer trickles it, so
+ * those reads never block and the waits are ours. */
 static int recv_exact(int sock, void *buf, size_t len, bool at_boundary, int64_t *deadline, int *fds,
 		      unsigned int *nfds, bool *too_many, const char **why)
 {
 	size_t got = 0;
 
 	while (got < len) {
-		ssize_t n = recv_some(sock, (uint8_t *)buf + got, len - got, fds, nfds, too_many);
 		bool started = !at_boundary || got > 0;
+		ssize_t n = recv_some(sock, (uint8_t *)buf + got, len - got, started ? MSG_DONTWAIT : 0, fds, nfds,
+				      too_many);
 
 		if (n == 0) {
 			/* A message cut short is malformed; a close between messages is not. */

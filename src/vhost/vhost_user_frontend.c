@@ -35,7 +35,7 @@ void vhost_user_frontend_init(struct vhost_user_frontend *fe, const char *path)
 
 bool vhost_user_frontend_connected(const struct vhost_user_frontend *fe)
 {
-	return fe->sock >= 0;
+	return __atomic_load_n(&fe->sock, __ATOMIC_RELAXED) >= 0;
 }
 
 int vhost_user_frontend_fd(const struct vhost_user_frontend *fe)
@@ -75,6 +75,7 @@ static int transact(struct vhost_user_frontend *fe, struct vhost_user_msg *msg, 
 	err = vhost_user_send(fe->sock, msg, fds, nfds);
 	if (err) {
 		log_warn("vhost-user %s: %s: %s", fe->path, vhost_user_request_name(request), strerror(-err));
+		shutdown(fe->sock, SHUT_RDWR);  /* maybe half sent: as below */
 		return err;
 	}
 	if (!reply)
@@ -91,6 +92,10 @@ static int transact(struct vhost_user_frontend *fe, struct vhost_user_msg *msg, 
 	if (err) {
 		log_warn("vhost-user %s: %s: %s%s%s", fe->path, vhost_user_request_name(request), strerror(-err),
 			 *why ? ": " : "", why);
+		/* Out of step with the backend (a late or malformed reply may still
+		 * be in the stream): drop the connection. shutdown, not close, so
+		 * the watcher, polling this fd, sees the hang-up and takes over. */
+		shutdown(fe->sock, SHUT_RDWR);
 		return err;
 	}
 	if (reply == &ack && ack.payload.u64) {
@@ -193,20 +198,19 @@ int vhost_user_frontend_connect(struct vhost_user_frontend *fe, const char **why
 	pthread_mutex_lock(&fe->lock);
 	if (fe->sock >= 0) {
 		close(fe->sock);
-		fe->sock = -1;
+		__atomic_store_n(&fe->sock, -1, __ATOMIC_RELAXED);
 	}
 	fe->features = fe->protocol_features = 0;
 	fe->max_queues = 0;
-	fe->sock = open_socket(fe->path);
-	if (fe->sock < 0) {
-		err = fe->sock;
-		fe->sock = -1;
+	err = open_socket(fe->path);
+	if (err < 0) {
 		*why = "cannot connect to its socket";
 	} else {
+		__atomic_store_n(&fe->sock, err, __ATOMIC_RELAXED);
 		err = negotiate(fe, why);
 		if (err) {
 			close(fe->sock);
-			fe->sock = -1;
+			__atomic_store_n(&fe->sock, -1, __ATOMIC_RELAXED);
 		}
 	}
 	pthread_mutex_unlock(&fe->lock);
@@ -218,7 +222,7 @@ void vhost_user_frontend_disconnect(struct vhost_user_frontend *fe)
 	pthread_mutex_lock(&fe->lock);
 	if (fe->sock >= 0)
 		close(fe->sock);
-	fe->sock = -1;
+	__atomic_store_n(&fe->sock, -1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&fe->lock);
 }
 
@@ -345,15 +349,16 @@ int vhost_user_frontend_get_config(struct vhost_user_frontend *fe, uint32_t offs
 /* Wait until the backend hangs up (true), or the stop fd fires (false). */
 static bool wait_for_hangup(struct vhost_user_frontend *fe)
 {
-	struct pollfd fds[2] = {
-		{ .fd = fe->sock, .events = POLLRDHUP },
-		{ .fd = fe->stop_fd, .events = POLLIN },
-	};
+	struct pollfd fds[2] = { { .events = POLLRDHUP }, { .fd = fe->stop_fd, .events = POLLIN } };
 
+	pthread_mutex_lock(&fe->lock);
+	fds[0].fd = fe->sock;  /* only this thread replaces it */
+	pthread_mutex_unlock(&fe->lock);
 	for (;;) {
 		if (poll(fds, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
+			log_warn("vhost-user %s: watcher: poll: %s", fe->path, strerror(errno));
 			return false;
 		}
 		if (fds[1].revents)
@@ -375,14 +380,19 @@ static void *watch(void *arg)
 {
 	struct vhost_user_frontend *fe = arg;
 
-	while (wait_for_hangup(fe)) {
+	for (;;) {
 		const char *why = "";
 
-		log_warn("vhost-user %s: the backend went away%s", fe->path, fe->reconnect_s ? "; reconnecting" : "");
-		vhost_user_frontend_disconnect(fe);
-		fe->changed(fe->ctx, false);
+		if (vhost_user_frontend_connected(fe)) {
+			if (!wait_for_hangup(fe))
+				return NULL;
+			log_warn("vhost-user %s: the backend went away%s", fe->path,
+				 fe->reconnect_s ? "; reconnecting" : "");
+			vhost_user_frontend_disconnect(fe);
+			fe->changed(fe->ctx, false);
+		}
 		if (!fe->reconnect_s)
-			break;
+			return NULL;
 		do {
 			if (!sleep_unless_stopped(fe, fe->reconnect_s))
 				return NULL;
@@ -390,7 +400,6 @@ static void *watch(void *arg)
 		log_info("vhost-user %s: the backend is back", fe->path);
 		fe->changed(fe->ctx, true);
 	}
-	return NULL;
 }
 
 int vhost_user_frontend_watch(struct vhost_user_frontend *fe, unsigned int reconnect_s,

@@ -31,9 +31,10 @@ struct vhost_user_frontend {
 #define VHOST_USER_REPLY_TIMEOUT_S 5
 
 void vhost_user_frontend_init(struct vhost_user_frontend *fe, const char *path);
-/* Connect and negotiate: SET_OWNER, GET_FEATURES and, when the backend speaks
- * them, the protocol features kvio uses (REPLY_ACK, MQ, CONFIG). Returns 0, or
- * -errno with *why set. */
+/* Connect and negotiate: GET_FEATURES, the protocol features kvio uses when
+ * the backend speaks them (REPLY_ACK, MQ, CONFIG), GET_QUEUE_NUM, SET_OWNER.
+ * Returns 0, or -errno with *why set. Any failed exchange later drops the
+ * connection (the stream may be out of step), which the watcher notices. */
 int vhost_user_frontend_connect(struct vhost_user_frontend *fe, const char **why);
 void vhost_user_frontend_disconnect(struct vhost_user_frontend *fe);
 /* Watch the connection from a thread of its own: when the backend hangs up,
@@ -48,8 +49,9 @@ bool vhost_user_frontend_connected(const struct vhost_user_frontend *fe);
 /* The socket, for a watcher that wants to notice the backend going away. */
 int vhost_user_frontend_fd(const struct vhost_user_frontend *fe);
 
-/* The negotiated virtio features for the data path (the backend's own bits
- * only, plus VHOST_USER_F_PROTOCOL_FEATURES when it offered that). */
+/* The negotiated virtio features for the data path; only the bits the
+ * backend offered are sent (callers add VHOST_USER_F_PROTOCOL_FEATURES,
+ * which then stays if the backend offered it). */
 int vhost_user_frontend_set_features(struct vhost_user_frontend *fe, uint64_t features);
 /* Guest RAM, region by region, with the memfd behind it. */
 int vhost_user_frontend_set_mem_table(struct vhost_user_frontend *fe, const struct guest_mem *mem);
