@@ -53,9 +53,11 @@ $(BUILD)/libkvio-tools.a: $(TOOLS_LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-# A tool links only what it uses from the library: no KVM, io_uring or slirp.
+# A tool links only what it uses from the library: no KVM or slirp, and
+# io_uring only for kvio-blkd (the image's I/O, as in kvio).
+TOOL_LDLIBS_kvio-blkd := -luring
 $(BUILD)/kvio-%: $(BUILD)/obj/tools/kvio-%.o $(BUILD)/libkvio-tools.a $(BUILD)/libkvio.a
-	$(CC) $(LDFLAGS_SAN) -o $@ $^
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ $(TOOL_LDLIBS_kvio-$*)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_HELPERS) $(BUILD)/libkvio-tools.a $(BUILD)/libkvio.a
 	@mkdir -p $(dir $@)

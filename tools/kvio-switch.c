@@ -13,14 +13,12 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "switch.h"
+#include "unix_listen.h"
 #include "util/log.h"
-
-#define LISTEN_BACKLOG 4
 
 struct signals {
 	struct event_handler h;
@@ -63,36 +61,6 @@ static int socket_path(char *buf, size_t size, const char *dir, unsigned int por
 	int n = snprintf(buf, size, "%s/port%u.sock", dir, port);
 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-/* A listening socket at path, replacing a stale socket there (never any other file). */
-static int listen_at(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
-
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			log_error("%s exists and is not a socket", path);
-			return -EEXIST;
-		}
-		if (unlink(path) < 0) {
-			log_error("cannot remove the stale socket %s: %s", path, strerror(errno));
-			return -errno;
-		}
-	}
-	strcpy(addr.sun_path, path);  /* length checked against sun_path by the caller */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-		int err = -errno;
-
-		log_error("cannot listen on %s: %s", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return err;
-	}
-	return fd;
 }
 
 int main(int argc, char **argv)
@@ -183,12 +151,15 @@ int main(int argc, char **argv)
 		}
 	}
 	for (; bound < nports; bound++) {
+		const char *why;
 		int fd;
 
 		socket_path(path, sizeof(path), dir, bound);
-		fd = listen_at(path);
-		if (fd < 0)
+		fd = unix_listen(path, &why);
+		if (fd < 0) {
+			log_error("%s: %s: %s", path, why, strerror(-fd));
 			goto out;
+		}
 		if (vswitch_listen(sw, bound, fd)) {
 			close(fd);
 			unlink(path);

@@ -22,7 +22,8 @@
 #include "util/log.h"
 
 struct ring {
-	struct virtq vq;       /* valid while running */
+	struct virtq *vq;      /* valid while running: &own, or the device's (ops->ring_vq) */
+	struct virtq own;
 	uint16_t num;          /* 0 until SET_VRING_NUM */
 	uint16_t base;         /* the avail index to resume from when (re)started */
 	bool has_addr;
@@ -106,7 +107,7 @@ static void ring_stop(struct vhost_user_backend *be, unsigned int q)
 	if (!r->running)
 		return;
 	be->ops->ring_stopped(be->dev, q);
-	r->base = r->vq.last_avail_idx;
+	r->base = r->vq->last_avail_idx;
 	r->running = false;
 }
 
@@ -160,13 +161,14 @@ static int ring_start(struct vhost_user_backend *be, unsigned int q, struct resu
 	if (user_to_gpa(be, r->desc_user, &desc) || user_to_gpa(be, r->avail_user, &avail) ||
 	    user_to_gpa(be, r->used_user, &used))
 		return fail(res, -EFAULT, "vring address outside the memory table");
-	if (virtq_init(&r->vq, &be->mem, r->num, desc, avail, used,
+	r->vq = be->ops->ring_vq ? be->ops->ring_vq(be->dev, q) : &r->own;
+	if (virtq_init(r->vq, &be->mem, r->num, desc, avail, used,
 		       be->features & (1ULL << VIRTIO_RING_F_EVENT_IDX),
 		       be->features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC)))
 		return fail(res, -EFAULT, "vring misaligned or not inside one memory region");
 	/* Resume where the frontend says; everything used so far is in used->idx. */
-	r->vq.last_avail_idx = r->base;
-	r->vq.used_idx = le16toh(__atomic_load_n(&r->vq.used->idx, __ATOMIC_ACQUIRE));
+	r->vq->last_avail_idx = r->base;
+	r->vq->used_idx = le16toh(__atomic_load_n(&r->vq->used->idx, __ATOMIC_ACQUIRE));
 	r->running = true;
 	be->ops->ring_started(be->dev, q);
 	return 0;
@@ -534,8 +536,8 @@ int vhost_user_backend_kick(struct vhost_user_backend *be, unsigned int q)
 		return -EIO;
 	}
 	err = be->ops->kick(be->dev, q);
-	if (virtq_is_broken(&r->vq)) {
-		log_warn("%s: vring %u broken by the guest: %s", be->name, q, r->vq.broken_reason);
+	if (virtq_is_broken(r->vq)) {
+		log_warn("%s: vring %u broken by the guest: %s", be->name, q, r->vq->broken_reason);
 		err = -EPROTO;
 	}
 	if (err)
@@ -552,7 +554,7 @@ void vhost_user_backend_notify(struct vhost_user_backend *be, unsigned int q)
 	if (q >= be->ops->num_queues || !be->rings[q].running)
 		return;
 	r = &be->rings[q];
-	if (r->call_fd < 0 || !virtq_should_notify(&r->vq))
+	if (r->call_fd < 0 || !virtq_should_notify(r->vq))
 		return;
 	/* EAGAIN: the counter is saturated, so an interrupt is pending anyway. */
 	do {
@@ -562,7 +564,7 @@ void vhost_user_backend_notify(struct vhost_user_backend *be, unsigned int q)
 
 struct virtq *vhost_user_backend_vq(struct vhost_user_backend *be, unsigned int q)
 {
-	return q < be->ops->num_queues && be->rings[q].running ? &be->rings[q].vq : NULL;
+	return q < be->ops->num_queues && be->rings[q].running ? be->rings[q].vq : NULL;
 }
 
 int vhost_user_backend_kick_fd(const struct vhost_user_backend *be, unsigned int q)

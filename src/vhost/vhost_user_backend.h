@@ -27,11 +27,22 @@ struct vhost_user_device_ops {
 	/* Ring q runs: vhost_user_backend_vq and _kick_fd now return it and its
 	 * kick eventfd, which the device watches until ring_stopped. */
 	void (*ring_started)(void *dev, unsigned int q);
-	/* Ring q stopped (or is about to be re-bound): stop watching its kick fd. */
+	/* Ring q stopped (or is about to be re-bound): stop watching its kick fd.
+	 * The ring is still bound when this runs (notify works), and its
+	 * last_avail_idx is read afterwards: a device that finishes in-flight
+	 * requests here hands back an index with every request before it used. */
 	void (*ring_stopped)(void *dev, unsigned int q);
 	/* The guest kicked ring q: pop, push, then vhost_user_backend_notify.
 	 * Returns 0, or -errno to end the connection. */
 	int (*kick)(void *dev, unsigned int q);
+	/* Optional: where ring q's struct virtq lives, for a device model that
+	 * has its own (struct virtio_dev's vq[q]): the library sets the ring up
+	 * in that storage when it starts and reads the index the device reached
+	 * from it when it stops (GET_VRING_BASE), so there is one virtq per ring
+	 * and nothing to copy back and forth. The storage must stay valid for the
+	 * connection's life; the library touches it only while the ring runs.
+	 * NULL: the library keeps the virtq itself. */
+	struct virtq *(*ring_vq)(void *dev, unsigned int q);
 	/* Optional: read len bytes of config space at offset (offset + len <= 256). Returns 0 or -errno. */
 	int (*get_config)(void *dev, uint32_t offset, void *buf, uint32_t len);
 	/* Optional: write them; flags as in the message (spec: 0 = driver write, 1 = migration). */

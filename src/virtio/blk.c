@@ -292,6 +292,19 @@ static void blk_reset(struct virtio_dev *vdev)
 		blk->pushed[q] = blk->starved[q] = false;
 }
 
+/* Unlike reset, answer every in-flight request: a vhost-user frontend that
+ * stops a ring (GET_VRING_BASE) resumes it at last_avail_idx, so anything
+ * popped before that must reach the used ring now or never. A write-zeroes
+ * that falls back to a discard resubmits from its completion; the drain
+ * waits for that too. Starved queues are not kicked: no new requests. */
+static void blk_drain(struct virtio_dev *vdev)
+{
+	struct virtio_blk *blk = (struct virtio_blk *)vdev;
+
+	block_file_drain(&blk->file);
+	notify_pushed(blk);
+}
+
 static void blk_config_read(struct virtio_dev *vdev, uint32_t offset, void *buf, uint32_t len)
 {
 	struct virtio_blk *blk = (struct virtio_blk *)vdev;
@@ -309,7 +322,7 @@ struct virtio_dev *virtio_blk_create(const struct virtio_blk_options *opts)
 		return NULL;
 	err = block_file_open(&blk->file, opts->path, opts->read_only, 2 * BLK_QUEUE_SIZE, &why);
 	if (err) {
-		log_error("--disk: '%s': %s: %s", opts->path, why, strerror(-err));
+		log_error("%s: '%s': %s: %s", opts->option ? opts->option : "--disk", opts->path, why, strerror(-err));
 		free(blk);
 		return NULL;
 	}
@@ -327,6 +340,7 @@ struct virtio_dev *virtio_blk_create(const struct virtio_blk_options *opts)
 		.config_read = blk_config_read,
 		.queue_kick = blk_kick,
 		.reset = blk_reset,
+		.drain = blk_drain,
 		.event_fds = blk_event_fds,
 		.event_ready = blk_event_ready,
 	};

@@ -18,6 +18,7 @@ struct virtio_blk_options {
 	bool read_only;
 	const char *id;           /* serial the guest reads with GET_ID; may be empty */
 	unsigned int queues;
+	const char *option;       /* the option that named path, for error lines: "--disk" if NULL */
 };
 
 /* NULL on failure, with the reason logged naming the path. */

@@ -33,6 +33,13 @@ struct virtio_device_ops {
 	void (*driver_ok)(struct virtio_dev *vdev);
 	/* The driver reset the device: finish in-flight work, drop queue state (device lock held). */
 	void (*reset)(struct virtio_dev *vdev);
+	/* Optional: finish every in-flight request the normal way (status,
+	 * used element, used_notify) without taking new ones, so each queue's
+	 * used ring accounts for everything popped from it (lock held). For
+	 * hosts that hand a running ring back and resume it later at the index
+	 * the device reached: a vhost-user backend at GET_VRING_BASE. Unlike
+	 * reset, the device keeps running afterwards. */
+	void (*drain)(struct virtio_dev *vdev);
 	/* Optional: the driver reset queue q alone (VIRTIO_F_RING_RESET) while the
 	 * device runs (lock held). Drop q's in-flight requests and any backend
 	 * state tied to q without using q's rings again: the transport forgets

@@ -110,6 +110,46 @@ int vuf_set_state(struct vuf *f, uint32_t request, unsigned int index, unsigned 
 	return err ? err : f->pump_err;
 }
 
+int vuf_get_config(struct vuf *f, uint32_t offset, void *buf, uint32_t len)
+{
+	struct vhost_user_config c = { .offset = offset, .size = len };
+	struct vhost_user_msg reply;
+	int err;
+
+	if (len > VHOST_USER_CONFIG_MAX)
+		return -EINVAL;
+	err = vuf_send(f, VHOST_USER_GET_CONFIG, 0, &c, VHOST_USER_CONFIG_HDR_SIZE + len, NULL, 0);
+	if (!err)
+		err = vuf_reply(f, &reply);
+	if (err)
+		return err;
+	if (reply.hdr.request != VHOST_USER_GET_CONFIG)
+		return -EPROTO;
+	if (reply.hdr.size == 0)
+		return -EIO;
+	if (reply.hdr.size != VHOST_USER_CONFIG_HDR_SIZE + len || reply.payload.config.offset != offset ||
+	    reply.payload.config.size != len)
+		return -EPROTO;
+	memcpy(buf, reply.payload.config.payload, len);
+	return 0;
+}
+
+int vuf_get_vring_base(struct vuf *f, unsigned int q)
+{
+	struct vhost_vring_state s = { .index = q };
+	struct vhost_user_msg reply;
+	int err = vuf_send(f, VHOST_USER_GET_VRING_BASE, 0, &s, sizeof(s), NULL, 0);
+
+	if (!err)
+		err = vuf_reply(f, &reply);
+	if (err)
+		return err;
+	if (reply.hdr.request != VHOST_USER_GET_VRING_BASE || reply.hdr.size != sizeof(s) ||
+	    reply.payload.state.index != q)
+		return -EPROTO;
+	return (int)reply.payload.state.num;
+}
+
 void vuf_mem_table(const struct vuf *f, struct vhost_user_mem_table *table)
 {
 	memset(table, 0, sizeof(*table));
@@ -167,6 +207,28 @@ int vuf_setup_ring(struct vuf *f, unsigned int q, uint16_t size)
 	if ((err = vuf_send(f, VHOST_USER_SET_VRING_CALL, 0, &u, sizeof(u), &vq->call, 1)) || (err = f->pump_err))
 		return err;
 	return 0;
+}
+
+int vuf_restart_ring(struct vuf *f, unsigned int q, uint16_t base)
+{
+	struct vuf_queue *vq = &f->q[q];
+	struct vhost_vring_addr addr = { .index = q, .desc_user_addr = user_addr(f, vq->desc),
+					 .avail_user_addr = user_addr(f, vq->avail),
+					 .used_user_addr = user_addr(f, vq->used) };
+	uint64_t u = q;
+	int err;
+
+	if ((err = vuf_set_state(f, VHOST_USER_SET_VRING_NUM, q, vq->size)))
+		return err;
+	if ((err = vuf_send(f, VHOST_USER_SET_VRING_ADDR, 0, &addr, sizeof(addr), NULL, 0)) || (err = f->pump_err))
+		return err;
+	if ((err = vuf_set_state(f, VHOST_USER_SET_VRING_BASE, q, base)))
+		return err;
+	if ((err = vuf_send(f, VHOST_USER_SET_VRING_CALL, 0, &u, sizeof(u), &vq->call, 1)) || (err = f->pump_err))
+		return err;
+	if ((err = vuf_send(f, VHOST_USER_SET_VRING_KICK, 0, &u, sizeof(u), &vq->kick, 1)) || (err = f->pump_err))
+		return err;
+	return vuf_set_state(f, VHOST_USER_SET_VRING_ENABLE, q, 1);
 }
 
 int vuf_start(struct vuf *f, uint64_t features, uint64_t protocol_features, unsigned int nqueues, uint16_t size)

@@ -55,11 +55,22 @@ uint64_t vuf_get_u64(struct vuf *f, uint32_t request);
 int vuf_set_u64(struct vuf *f, uint32_t request, uint64_t value);
 int vuf_set_state(struct vuf *f, uint32_t request, unsigned int index, unsigned int num);
 
+/* GET_CONFIG (needs the CONFIG protocol feature): len bytes at offset into
+ * buf. Returns 0, -EIO for the spec's empty "failed" reply, or another
+ * -errno when no fitting reply came. */
+int vuf_get_config(struct vuf *f, uint32_t offset, void *buf, uint32_t len);
+/* GET_VRING_BASE: stops ring q; returns the index the backend reached, or
+ * -errno when no fitting reply came. */
+int vuf_get_vring_base(struct vuf *f, unsigned int q);
+
 /* The one-region table describing f's RAM. */
 void vuf_mem_table(const struct vuf *f, struct vhost_user_mem_table *table);
 int vuf_send_mem_table(struct vuf *f);
 /* Lay out queue q (size entries) in RAM and send NUM, BASE, ADDR, KICK and CALL. */
 int vuf_setup_ring(struct vuf *f, unsigned int q, uint16_t size);
+/* Start queue q again on its rings as they are (NUM, ADDR, BASE = base,
+ * CALL, KICK, ENABLE), as a VMM resuming a stopped ring does. */
+int vuf_restart_ring(struct vuf *f, unsigned int q, uint16_t base);
 /* What a VMM does at start: features (PROTOCOL_FEATURES added), protocol
  * features, owner, memory table, nqueues rings, each enabled. Returns the
  * first failure seen (f->pump_err or a send error), else 0. */

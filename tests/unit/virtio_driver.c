@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define RING_AREA 0x10000ULL  /* each queue's rings live in their own 64 KiB */
@@ -33,14 +34,21 @@ static void record_kick_watch(void *ctx, unsigned int q, bool watch)
 
 void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 {
+	int fd = memfd_create("vtd-ram", MFD_CLOEXEC);
+
 	memset(d, 0, sizeof(*d));
-	d->ram = calloc(1, ram_size);
+	/* A memfd, as kvio's guest RAM is, so a vhost-user backend can map it too. */
+	if (fd < 0 || ftruncate(fd, (off_t)ram_size) < 0)
+		abort();
+	d->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (d->ram == MAP_FAILED)
+		abort();
 	d->ram_size = ram_size;
 	d->next_data = VTD_DATA_START;
-	guest_mem_layout(&d->mem, d->ram, ram_size, -1);
+	guest_mem_layout(&d->mem, d->ram, ram_size, fd);
 	d->hooks = (struct virtio_pci_hooks){ .intx_set = record_intx, .msi_route = record_msi_route,
 					   .kick_watch = record_kick_watch, .ctx = d };
-	if (!d->ram || virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, &d->hooks))
+	if (virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, &d->hooks))
 		abort();
 	pci_device_config_write(&d->vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
 	/* MSI-X on, as Linux enables it before touching the queues. */
@@ -50,7 +58,8 @@ void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 void vtd_destroy(struct vtd *d)
 {
 	virtio_pci_destroy(&d->vp);
-	free(d->ram);
+	munmap(d->ram, d->ram_size);
+	close(d->mem.fd);
 }
 
 uint64_t vtd_read(struct vtd *d, uint64_t off, unsigned int size)
@@ -169,7 +178,9 @@ uint16_t vtd_offer(struct vtd *d, unsigned int q, const struct vtd_buf *bufs, un
 void vtd_kick(struct vtd *d, unsigned int q)
 {
 	vtd_write(d, VIRTIO_PCI_NOTIFY_OFFSET + (uint64_t)q * VIRTIO_PCI_NOTIFY_MULTIPLIER, q, 2);
-	virtio_pci_handle_kick(&d->vp, q);
+	/* A queue handed to another server (vhost) is its to read, not the I/O thread's. */
+	if (!d->kick_unwatched[q])
+		virtio_pci_handle_kick(&d->vp, q);
 }
 
 bool vtd_next_used(struct vtd *d, unsigned int q, uint32_t *id, uint32_t *len)

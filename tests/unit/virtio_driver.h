@@ -19,7 +19,7 @@ struct vtd_buf {
 };
 
 struct vtd {
-	uint8_t *ram;
+	uint8_t *ram;             /* a shared memfd mapping (mem.fd) */
 	uint64_t ram_size;
 	struct guest_mem mem;
 	struct virtio_pci vp;
@@ -58,7 +58,8 @@ void *vtd_ptr(struct vtd *d, uint64_t gpa);
 
 /* Offer a chain on queue q; returns its head. */
 uint16_t vtd_offer(struct vtd *d, unsigned int q, const struct vtd_buf *bufs, unsigned int n);
-/* Write the notify register, then run the kick as the I/O thread would. */
+/* Write the notify register, then run the kick as the I/O thread would
+ * (unless the queue was handed over: then its server sees the kick eventfd). */
 void vtd_kick(struct vtd *d, unsigned int q);
 /* Next used element of q, if the device returned one since the last call. */
 bool vtd_next_used(struct vtd *d, unsigned int q, uint32_t *id, uint32_t *len);
