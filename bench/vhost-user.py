@@ -10,8 +10,12 @@ import argparse
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import blk  # noqa: E402  (bench/blk.py: the fio jobs, the guest command and its parser)
 
 NS = f"kvio-bench-vu-{os.getpid()}"
 DIRECTIONS = ("A->B", "B->A")
@@ -127,6 +131,78 @@ def run_pair(frontend, path, args):
     return tuple(res)
 
 
+BLK_ROWS = ["kvio/kvio-blkd", "kvio/in-process", "qemu/kvio-blkd"]
+
+
+def blk_command(row, args, sock, cmdline):
+    if row == "kvio/in-process":
+        disk = ["--disk", args.image]
+    else:
+        disk = ["--disk", f"vhost-user={sock}"]
+    if row.startswith("kvio/"):
+        return [args.kvio, "run", "--kernel", args.kernel, "--initrd", args.initrd, "--memory", args.memory,
+                "--cpus", args.cpus, *disk, "--append", cmdline]
+    return ["qemu-system-x86_64", "-enable-kvm", "-cpu", "host", "-M", "q35", "-m", args.memory,
+            "-smp", args.cpus, "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+            "-object", f"memory-backend-memfd,id=mem,size={args.memory}M,share=on", "-numa", "node,memdev=mem",
+            "-chardev", f"socket,id=blk,path={sock}", "-device", "vhost-user-blk-pci,chardev=blk,num-queues=1",
+            "-kernel", args.kernel, "-initrd", args.initrd, "-append", "console=ttyS0 " + cmdline]
+
+
+def run_blk_row(row, args):
+    cmdline = f"quiet kvio.run=\"{blk.guest_command(args.runtime)}\""
+    with tempfile.TemporaryDirectory(prefix="kvio-bench-vu-") as d:
+        sock = os.path.join(d, "blk.sock")
+        daemon = None
+        if row != "kvio/in-process":
+            daemon = subprocess.Popen(["build/kvio-blkd", "--socket", sock, "--image", args.image],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(40):
+                if os.path.exists(sock):
+                    break
+                time.sleep(0.25)
+        try:
+            return blk.run_guest(blk_command(row, args, sock, cmdline), args.timeout)
+        finally:
+            if daemon:
+                daemon.terminate()
+                daemon.wait()
+
+
+def bench_blk(args):
+    with open(args.image, "wb") as img, open("/dev/urandom", "rb") as rnd:
+        for _ in range(args.image_mib):
+            img.write(rnd.read(1 << 20))
+    results = {r: [] for r in BLK_ROWS}
+    for rnd in range(args.rounds):
+        for row in (BLK_ROWS if rnd % 2 == 0 else list(reversed(BLK_ROWS))):
+            start = time.monotonic()
+            try:
+                res = run_blk_row(row, args)
+            except (RuntimeError, ValueError, subprocess.SubprocessError) as e:
+                print(f"round {rnd + 1} {row:16s} FAILED: {e}", flush=True)
+                continue
+            results[row].append(res)
+            print(f"round {rnd + 1} {row:16s} " + "  ".join(
+                f"{job} {res[job][0]:6.0f} IOPS" for job, _, _, _ in blk.JOBS)
+                + f"  ({time.monotonic() - start:.0f} s)", flush=True)
+    os.unlink(args.image)
+
+    def med(row, job):
+        return statistics.median(x[job][0] for x in results[row]) if results[row] else float("nan")
+
+    print()
+    print("| job | kvio+kvio-blkd IOPS | kvio in-process IOPS | QEMU+kvio-blkd IOPS | blkd/in-process | "
+          "kvio/QEMU on blkd |")
+    print("|---|---|---|---|---|---|")
+    for job, _, _, _ in blk.JOBS:
+        k, i, q = med("kvio/kvio-blkd", job), med("kvio/in-process", job), med("qemu/kvio-blkd", job)
+        print(f"| {job} | {k:.0f} | {i:.0f} | {q:.0f} | {k / i:.2f} | {k / q:.2f} |")
+    print(f"(medians of {args.rounds} rounds, {args.runtime} s per job, {args.cpus} vCPU, {args.memory} MiB, "
+          f"{args.image_mib} MiB image, guest fio O_DIRECT, host side buffered; failed runs: "
+          + ", ".join(f"{r} {args.rounds - len(v)}" for r, v in results.items() if len(v) < args.rounds) + ")")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -138,8 +214,15 @@ def main():
     ap.add_argument("--kernel", default="build/guest/vmlinuz")
     ap.add_argument("--initrd", default="build/guest/initramfs.cpio.gz")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--blk", action="store_true", help="the block rows (fio) instead of the network rows")
+    ap.add_argument("--runtime", type=int, default=10, help="--blk: seconds per fio job")
+    ap.add_argument("--image-mib", type=int, default=512)
+    ap.add_argument("--image", default="/tmp/kvio-bench-vu.img")
     args = ap.parse_args()
 
+    if args.blk:
+        bench_blk(args)
+        return
     rows = [r for r in NET_ROWS if r[0] in args.rows.split(",")]
     results = {r[0]: [] for r in rows}
     for rnd in range(args.rounds):
