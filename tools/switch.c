@@ -3,7 +3,15 @@
  * ring of the port that last sent from its destination MAC, or into every
  * other port (and the uplink) for broadcast, multicast and unknown
  * destinations. Nothing is queued: a port without RX buffers loses the frame
- * and counts it. Work per wake-up is bounded (TX_BUDGET, UPLINK_BUDGET). */
+ * and counts it. Work per wake-up is bounded (TX_BUDGET, UPLINK_BUDGET).
+ *
+ * Offloads pass through: a frame's virtio-net header (partial checksum, TSO)
+ * travels with it to every port that negotiated what it asks for, as QEMU's
+ * and OVS-DPDK's vhost-user peers do, so guests exchange 64 KiB TSO frames
+ * without a checksum computed anywhere. A port that did not negotiate them
+ * gets the checksum finished, or the TCP segments, in software (offload.h).
+ * A header the sender may not send, or one pointing outside its frame, drops
+ * the frame. */
 #include "switch.h"
 
 #include <endian.h>
@@ -18,6 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "offload.h"
 #include "util/iov.h"
 #include "util/log.h"
 #include "vhost/vhost_user_backend.h"
@@ -25,9 +34,16 @@
 #define TX_BUDGET 256      /* TX chains per kick before yielding to the other ports */
 #define UPLINK_BUDGET 64   /* uplink frames per wake-up */
 #define MAC_TABLE_SIZE 256
-/* Largest frame without GSO: what a 64 KiB MTU allows, plus Ethernet and VLAN headers. */
+/* Largest frame: a TSO frame (or one under a 64 KiB MTU), 64 KiB less one of
+ * IP packet plus Ethernet and VLAN headers. Larger ones are dropped. */
 #define FRAME_MAX (65535 + 14 + 4)
 #define ETH_HLEN 14
+#define VNET_HDR_LEN sizeof(struct virtio_net_hdr_v1)
+/* Offloads a port may negotiate; frames carry them both ways. */
+#define OFFLOAD_FEATURES                                                                                     \
+	((1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) | (1ULL << VIRTIO_NET_F_HOST_TSO4) |   \
+	 (1ULL << VIRTIO_NET_F_HOST_TSO6) | (1ULL << VIRTIO_NET_F_HOST_ECN) | (1ULL << VIRTIO_NET_F_GUEST_TSO4) | \
+	 (1ULL << VIRTIO_NET_F_GUEST_TSO6) | (1ULL << VIRTIO_NET_F_GUEST_ECN))
 
 enum handler_kind { H_LISTEN, H_SOCKET, H_KICK, H_UPLINK };
 
@@ -47,6 +63,8 @@ struct port {
 	struct sw_handler listen, sock, kick[2];
 	size_t hdr_len;                 /* virtio-net header: 12, or 10 for a legacy driver without MRG_RXBUF */
 	bool mrg_rxbuf;
+	unsigned int rx_offloads;       /* OFFLOAD_*: what its driver takes in frames, */
+	unsigned int tx_offloads;       /* and may send */
 	bool close_pending;             /* its ring broke while another port delivered to it */
 	struct vswitch_counters c;
 };
@@ -64,10 +82,12 @@ struct vswitch {
 	struct net_backend *uplink;
 	struct sw_handler uplink_h;
 	struct vswitch_counters uplink_c;
+	unsigned int uplink_rx_offloads, uplink_tx_offloads;  /* as a port's */
 	struct mac_entry macs[MAC_TABLE_SIZE];
 	unsigned int mac_next;          /* the entry replaced when the table is full */
-	/* Scratch: one frame with the largest header in front, and chains' iovecs. */
-	uint8_t frame[sizeof(struct virtio_net_hdr_v1) + FRAME_MAX];
+	/* Scratch: one frame with the largest header in front (and a byte more,
+	 * which tells a frame from the uplink too large for it), and chains' iovecs. */
+	uint8_t frame[VNET_HDR_LEN + FRAME_MAX + 1];
 	struct iovec iov[VIRTQ_MAX_IOV];
 	struct iovec first_iov[VIRTQ_MAX_IOV];
 	uint16_t heads[VIRTQ_MAX_SIZE];
@@ -75,7 +95,18 @@ struct vswitch {
 };
 
 static const uint64_t offered_features = (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_NET_F_MRG_RXBUF) |
-					 (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
+					 (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+					 OFFLOAD_FEATURES;
+
+/* A frame on its way through: its header as it came (num_buffers 0), and
+ * its checksum once finished for a port that needed that. */
+struct pkt {
+	struct virtio_net_hdr_v1 vh;
+	const uint8_t *data;
+	size_t len;
+	bool csum_done;
+	uint16_t csum;
+};
 
 static void handler_add(struct vswitch *sw, struct sw_handler *h, int fd)
 {
@@ -144,53 +175,61 @@ static void mac_forget_port(struct vswitch *sw, unsigned int port)
 
 /* --- delivery --- */
 
-/* Copy bytes [from, from + room) of "hdr then frame" into iov; returns how many. */
-static size_t fill_chain(const struct iovec *iov, unsigned int n, const uint8_t *hdr, size_t hdr_len,
-			 const uint8_t *frame, size_t len, size_t from)
+/* Copy bytes [from, from + room) of the pieces in src into iov; returns how many. */
+static size_t fill_chain(const struct iovec *iov, unsigned int n, const struct iovec *src, unsigned int nsrc,
+			 size_t from)
 {
-	size_t total = hdr_len + len, done = 0;
+	unsigned int s = 0;
+	size_t s_off = from, done = 0;
 
-	for (unsigned int i = 0; i < n && from + done < total; i++) {
+	/* Find the piece where byte "from" is. */
+	while (s < nsrc && s_off >= src[s].iov_len) {
+		s_off -= src[s].iov_len;
+		s++;
+	}
+	for (unsigned int i = 0; i < n && s < nsrc; i++) {
 		uint8_t *dst = iov[i].iov_base;
 		size_t room = iov[i].iov_len;
 
-		while (room && from + done < total) {
-			size_t pos = from + done, chunk;
-			const uint8_t *src;
+		while (room && s < nsrc) {
+			size_t chunk = src[s].iov_len - s_off;
 
-			if (pos < hdr_len) {
-				src = hdr + pos;
-				chunk = hdr_len - pos;
-			} else {
-				src = frame + (pos - hdr_len);
-				chunk = total - pos;
-			}
 			if (chunk > room)
 				chunk = room;
-			memcpy(dst, src, chunk);
+			memcpy(dst, (const uint8_t *)src[s].iov_base + s_off, chunk);
 			dst += chunk;
 			room -= chunk;
 			done += chunk;
+			s_off += chunk;
+			if (s_off == src[s].iov_len) {
+				s++;
+				s_off = 0;
+			}
 		}
 	}
 	return done;
 }
 
-/* Put one frame on port p's RX ring: as many chains as it takes with
- * MRG_RXBUF (their count in num_buffers), else one. Dropped and counted when
- * the ring has too little room; nothing is taken from the ring then. */
-static void deliver_port(struct vswitch *sw, struct port *p, const uint8_t *frame, size_t len)
+/* Put one frame (header, then the frame's pieces, len bytes in all) on port
+ * p's RX ring: as many chains as it takes with MRG_RXBUF (their count in
+ * num_buffers), else one. Dropped and counted when the ring has too little
+ * room; nothing is taken from the ring then. Returns whether it went. */
+static bool deliver_port(struct vswitch *sw, struct port *p, const struct virtio_net_hdr_v1 *vh,
+			 const struct iovec *parts, unsigned int nparts, size_t len)
 {
 	struct virtq *vq = vhost_user_backend_vq(p->be, VSWITCH_RXQ);
-	struct virtio_net_hdr_v1 hdr = { 0 };
+	struct virtio_net_hdr_v1 hdr = *vh;
+	struct iovec src[4];
 	struct iovec *first_in = NULL;
 	unsigned int nbufs = 0, max_bufs, first_in_n = 0;
 	size_t copied = 0, total;
 
 	if (!vq || p->close_pending) {
 		p->c.drops++;
-		return;
+		return false;
 	}
+	src[0] = (struct iovec){ &hdr, p->hdr_len };
+	memcpy(src + 1, parts, nparts * sizeof(*parts));
 	total = p->hdr_len + len;
 	max_bufs = p->mrg_rxbuf ? vq->size : 1;
 	while (copied < total) {
@@ -220,7 +259,7 @@ static void deliver_port(struct vswitch *sw, struct port *p, const uint8_t *fram
 			first_in = in;
 			first_in_n = elem.in_num;
 		}
-		n = fill_chain(in, elem.in_num, (const uint8_t *)&hdr, p->hdr_len, frame, len, copied);
+		n = fill_chain(in, elem.in_num, src, nparts + 1, copied);
 		sw->heads[nbufs - 1] = elem.head;
 		sw->lens[nbufs - 1] = (uint32_t)n;
 		copied += n;
@@ -235,31 +274,81 @@ static void deliver_port(struct vswitch *sw, struct port *p, const uint8_t *fram
 	vhost_user_backend_notify(p->be, VSWITCH_RXQ);
 	p->c.rx_frames++;
 	p->c.rx_bytes += len;
-	return;
+	return true;
 drop:
 	virtq_unpop(vq, (uint16_t)nbufs);
 	p->c.drops++;
+	return false;
 }
 
-static void deliver_uplink(struct vswitch *sw, const uint8_t *frame, size_t len)
+static bool deliver_uplink(struct vswitch *sw, const struct virtio_net_hdr_v1 *vh, const struct iovec *parts,
+			   unsigned int nparts, size_t len)
 {
-	struct virtio_net_hdr_v1 hdr = { 0 };  /* no offloads: a plain frame */
-	struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { (void *)frame, len } };
+	struct iovec iov[4] = { { (void *)vh, VNET_HDR_LEN } };
 
-	if (sw->uplink->ops->send(sw->uplink, 0, iov, 2)) {
+	memcpy(iov + 1, parts, nparts * sizeof(*parts));
+	if (sw->uplink->ops->send(sw->uplink, 0, iov, nparts + 1)) {
 		sw->uplink_c.drops++;
-		return;
+		return false;
 	}
 	sw->uplink_c.rx_frames++;
 	sw->uplink_c.rx_bytes += len;
+	return true;
 }
 
-static void deliver(struct vswitch *sw, unsigned int to, const uint8_t *frame, size_t len)
+static bool deliver_one(struct vswitch *sw, unsigned int to, const struct virtio_net_hdr_v1 *vh,
+			const struct iovec *parts, unsigned int nparts, size_t len)
 {
 	if (to == sw->nports)
-		deliver_uplink(sw, frame, len);
-	else
-		deliver_port(sw, &sw->ports[to], frame, len);
+		return deliver_uplink(sw, vh, parts, nparts, len);
+	return deliver_port(sw, &sw->ports[to], vh, parts, nparts, len);
+}
+
+static struct vswitch_counters *counters(struct vswitch *sw, unsigned int port)
+{
+	return port == sw->nports ? &sw->uplink_c : &sw->ports[port].c;
+}
+
+/* Hand the frame to port to (nports: the uplink) in the form it takes. */
+static void deliver(struct vswitch *sw, unsigned int to, struct pkt *pkt)
+{
+	unsigned int accepts = to == sw->nports ? sw->uplink_rx_offloads : sw->ports[to].rx_offloads;
+	struct virtio_net_hdr_v1 vh;
+	struct offload_seg seg;
+	struct iovec parts[3];
+	size_t at, seg_len;
+
+	switch (offload_action(&pkt->vh, accepts, &vh)) {
+	case OFFLOAD_AS_IS:
+		parts[0] = (struct iovec){ (void *)pkt->data, pkt->len };
+		deliver_one(sw, to, &vh, parts, 1, pkt->len);
+		break;
+	case OFFLOAD_FINISH_CSUM:
+		/* The same frame may go as it is to other ports: the checksum goes in as a piece of its own. */
+		if (!pkt->csum_done) {
+			pkt->csum = offload_csum(&pkt->vh, pkt->data, pkt->len);
+			pkt->csum_done = true;
+		}
+		at = (size_t)le16toh(pkt->vh.csum_start) + le16toh(pkt->vh.csum_offset);
+		parts[0] = (struct iovec){ (void *)pkt->data, at };
+		parts[1] = (struct iovec){ &pkt->csum, 2 };
+		parts[2] = (struct iovec){ (void *)(pkt->data + at + 2), pkt->len - at - 2 };
+		if (deliver_one(sw, to, &vh, parts, 3, pkt->len))
+			counters(sw, to)->csum_sw++;
+		break;
+	case OFFLOAD_SEGMENT:
+		if (offload_seg_start(&seg, &pkt->vh, pkt->data, pkt->len)) {
+			counters(sw, to)->drops++;  /* not reached: the frame was checked */
+			break;
+		}
+		/* A segment that finds no room ends the frame there: one drop. */
+		while (offload_seg_next(&seg, parts, &seg_len)) {
+			if (!deliver_one(sw, to, &vh, parts, 2, seg_len))
+				return;
+		}
+		counters(sw, to)->segmented++;
+		break;
+	}
 }
 
 static bool attached(const struct vswitch *sw, unsigned int port)
@@ -267,22 +356,47 @@ static bool attached(const struct vswitch *sw, unsigned int port)
 	return port == sw->nports ? sw->uplink != NULL : sw->ports[port].be != NULL;
 }
 
-/* One frame that entered on port from (nports: the uplink). */
-static void forward(struct vswitch *sw, unsigned int from, const uint8_t *frame, size_t len)
+/* One frame that entered on port from (nports: the uplink), its header checked. */
+static void forward(struct vswitch *sw, unsigned int from, struct pkt *pkt)
 {
-	const uint8_t *dst = frame, *src = frame + 6;
+	const uint8_t *dst = pkt->data, *src = pkt->data + 6;
 	int to;
 
 	mac_learn(sw, src, from);
 	if (!is_multicast(dst) && (to = mac_lookup(sw, dst)) >= 0) {
 		if ((unsigned int)to != from)
-			deliver(sw, (unsigned int)to, frame, len);
+			deliver(sw, (unsigned int)to, pkt);
 		return;
 	}
 	for (unsigned int i = 0; i <= sw->nports; i++) {
 		if (i != from && attached(sw, i))
-			deliver(sw, i, frame, len);
+			deliver(sw, i, pkt);
 	}
+}
+
+/* A frame from port from with its header (hdr_len bytes of it) in front:
+ * checked against what the sender may send, then forwarded. */
+static void enter(struct vswitch *sw, unsigned int from, const uint8_t *buf, size_t hdr_len, size_t len,
+		  unsigned int allowed)
+{
+	struct vswitch_counters *c = counters(sw, from);
+	struct pkt pkt = { .data = buf + hdr_len, .len = len };
+	const char *why;
+
+	memcpy(&pkt.vh, buf, hdr_len);  /* a legacy 10-byte header: num_buffers stays 0 */
+	pkt.vh.num_buffers = 0;
+	if (offload_check(&pkt.vh, pkt.data, len, allowed, &why)) {
+		/* Logged at the 1st, 2nd, 4th, 8th... refusal: a hostile guest cannot flood the log. */
+		if (!(c->invalid & (c->invalid - 1)))
+			log_warn("%s: frame refused (%llu so far): %s", from == sw->nports ? "uplink" : sw->ports[from].name,
+				 (unsigned long long)c->invalid + 1, why);
+		c->invalid++;
+		c->drops++;
+		return;
+	}
+	c->tx_frames++;
+	c->tx_bytes += len;
+	forward(sw, from, &pkt);
 }
 
 /* --- ports --- */
@@ -327,12 +441,12 @@ static int port_tx(struct vswitch *sw, unsigned int index)
 		len = elem.out_len;
 		if (elem.in_num || len < p->hdr_len + ETH_HLEN || len > p->hdr_len + FRAME_MAX) {
 			p->c.drops++;  /* writable buffers on TX, a runt or a giant */
+			p->c.invalid++;
 		} else {
 			iov_to_buf(elem.iov, elem.out_num, sw->frame, len);
-			len -= p->hdr_len;
-			p->c.tx_frames++;
-			p->c.tx_bytes += len;
-			forward(sw, index, sw->frame + p->hdr_len, len);
+			/* Drivers must not set DATA_VALID: it means nothing from them, and is not passed on. */
+			sw->frame[0] &= (uint8_t)~VIRTIO_NET_HDR_F_DATA_VALID;
+			enter(sw, index, sw->frame, p->hdr_len, len - p->hdr_len, p->tx_offloads);
 		}
 		virtq_push(vq, elem.head, 0);
 	}
@@ -353,14 +467,12 @@ static void uplink_rx(struct vswitch *sw)
 			log_warn("uplink: %s", strerror((int)-n));
 			return;
 		}
-		if ((size_t)n < sizeof(struct virtio_net_hdr_v1) + ETH_HLEN) {
-			sw->uplink_c.drops++;
+		if ((size_t)n < VNET_HDR_LEN + ETH_HLEN || (size_t)n > VNET_HDR_LEN + FRAME_MAX) {
+			sw->uplink_c.drops++;  /* a runt, or a giant cut short */
+			sw->uplink_c.invalid++;
 			continue;
 		}
-		n -= (ssize_t)sizeof(struct virtio_net_hdr_v1);
-		sw->uplink_c.tx_frames++;
-		sw->uplink_c.tx_bytes += (uint64_t)n;
-		forward(sw, sw->nports, sw->frame + sizeof(struct virtio_net_hdr_v1), (size_t)n);
+		enter(sw, sw->nports, sw->frame, VNET_HDR_LEN, (size_t)n - VNET_HDR_LEN, sw->uplink_tx_offloads);
 		port_reap(sw);
 	}
 }
@@ -376,6 +488,8 @@ static void ring_started(void *dev, unsigned int q)
 	p->mrg_rxbuf = features & (1ULL << VIRTIO_NET_F_MRG_RXBUF);
 	p->hdr_len = (p->mrg_rxbuf || (features & (1ULL << VIRTIO_F_VERSION_1))) ? sizeof(struct virtio_net_hdr_v1)
 										   : sizeof(struct virtio_net_hdr);
+	p->rx_offloads = offload_rx_from_features(features);
+	p->tx_offloads = offload_tx_from_features(features);
 	handler_add(sw, &p->kick[q], vhost_user_backend_kick_fd(p->be, q));
 }
 
@@ -444,6 +558,7 @@ int vswitch_connect(struct vswitch *sw, unsigned int port, int sock)
 		return -ENOMEM;
 	p->hdr_len = sizeof(struct virtio_net_hdr_v1);
 	p->mrg_rxbuf = false;
+	p->rx_offloads = p->tx_offloads = 0;
 	handler_remove(sw, &p->listen);  /* later frontends wait in the backlog */
 	handler_add(sw, &p->sock, sock);
 	log_info("%s: frontend connected", p->name);
@@ -504,9 +619,25 @@ bool vswitch_connected(const struct vswitch *sw, unsigned int port)
 
 int vswitch_set_uplink(struct vswitch *sw, struct net_backend *uplink)
 {
+	const uint64_t guest_bits = (1ULL << VIRTIO_NET_F_GUEST_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_TSO4) |
+				    (1ULL << VIRTIO_NET_F_GUEST_TSO6) | (1ULL << VIRTIO_NET_F_GUEST_ECN);
+	uint64_t guest = uplink->offloads & guest_bits;
+
 	if (sw->uplink)
 		return -EBUSY;
 	sw->uplink = uplink;
+	/* Frames go to it as they are when it carries their offloads (a tap
+	 * does: CSUM, HOST_TSO4/6, HOST_ECN); and it may hand over frames with
+	 * the ones it is told the switch takes (a tap: TUNSETOFFLOAD), and
+	 * DATA_VALID, which a tap sets for checksums the host verified. */
+	sw->uplink_rx_offloads = offload_tx_from_features(uplink->offloads);
+	sw->uplink_tx_offloads = OFFLOAD_DATA_VALID;
+	if (guest && uplink->ops->set_guest_offloads) {
+		if (uplink->ops->set_guest_offloads(uplink, guest) == 0)
+			sw->uplink_tx_offloads |= offload_rx_from_features(guest);
+		else
+			log_warn("uplink: cannot take offloaded frames from it; it sends whole ones");
+	}
 	handler_add(sw, &sw->uplink_h, uplink->ops->rx_fd(uplink, 0));
 	return sw->uplink_h.registered ? 0 : -EIO;
 }
@@ -530,9 +661,12 @@ const struct vswitch_counters *vswitch_counters(const struct vswitch *sw, unsign
 
 static void print_line(FILE *out, const char *name, const struct vswitch_counters *c)
 {
-	fprintf(out, "%s: rx %llu frames %llu bytes, tx %llu frames %llu bytes, %llu dropped\n", name,
-		(unsigned long long)c->rx_frames, (unsigned long long)c->rx_bytes, (unsigned long long)c->tx_frames,
-		(unsigned long long)c->tx_bytes, (unsigned long long)c->drops);
+	fprintf(out,
+		"%s: rx %llu frames %llu bytes, tx %llu frames %llu bytes, %llu dropped (%llu invalid), "
+		"%llu checksummed, %llu segmented\n",
+		name, (unsigned long long)c->rx_frames, (unsigned long long)c->rx_bytes,
+		(unsigned long long)c->tx_frames, (unsigned long long)c->tx_bytes, (unsigned long long)c->drops,
+		(unsigned long long)c->invalid, (unsigned long long)c->csum_sw, (unsigned long long)c->segmented);
 }
 
 void vswitch_print_counters(const struct vswitch *sw, FILE *out)

@@ -20,12 +20,19 @@
 #define VSWITCH_TXQ 1
 
 /* Per port, from the point of view of what is attached to it: rx = frames
- * the switch handed it, tx = frames it sent into the switch, drops = frames
- * meant for it that it had no room for (or that it sent malformed). */
+ * the switch handed it (each segment of a frame segmented for it counts),
+ * tx = frames it sent into the switch, drops = frames meant for it that it
+ * had no room for (a segmented one once) or that it sent malformed.
+ * Of those: invalid = the malformed ones it sent (runts, giants, headers
+ * refused), csum_sw = frames handed to it with a checksum the switch
+ * finished, segmented = GSO frames handed to it as TCP segments, because it
+ * did not negotiate their offloads. */
 struct vswitch_counters {
 	uint64_t rx_frames, rx_bytes;
 	uint64_t tx_frames, tx_bytes;
 	uint64_t drops;
+	uint64_t invalid;
+	uint64_t csum_sw, segmented;
 };
 
 struct vswitch;
@@ -49,7 +56,10 @@ bool vswitch_connected(const struct vswitch *sw, unsigned int port);
 void vswitch_disconnect(struct vswitch *sw, unsigned int port);
 
 /* Flooded and unknown frames also go to the uplink, whose frames enter like
- * a port's (owned from here on; one queue pair; frames carry the 12-byte header). */
+ * a port's (owned from here on; one queue pair; frames carry the 12-byte
+ * header). Offloaded frames go to it as they are when its offloads field has
+ * CSUM and HOST_TSO4/6/ECN, and it is asked for offloaded frames with its
+ * GUEST_* bits through set_guest_offloads (a tap: TUNSETOFFLOAD). */
 int vswitch_set_uplink(struct vswitch *sw, struct net_backend *uplink);
 
 /* Counters of port 0..nports-1, or of the uplink as port nports. */

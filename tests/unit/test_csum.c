@@ -1,0 +1,73 @@
+/* The Internet checksum helper (src/util/csum.c) against a plain
+ * word-at-a-time sum: every length from 0 to 300 at four alignments, sums
+ * chained over even-length blocks, the RFC 1071 example, and a 64 KiB block
+ * of 0xff bytes (the most carries). */
+#include "unit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/csum.h"
+
+static uint16_t ref(uint16_t start, const uint8_t *p, size_t len)
+{
+	uint64_t sum = start;
+
+	for (size_t i = 0; i < len; i += 2)
+		sum += (uint32_t)p[i] << 8 | (i + 1 < len ? p[i + 1] : 0);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+static void test_lengths_and_alignments(void **state)
+{
+	uint8_t buf[304];
+
+	(void)state;
+	srand(1);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)rand();
+	for (size_t align = 0; align < 4; align++) {
+		for (size_t len = 0; len + align <= 300; len++) {
+			assert_int_equal(csum_add(0, buf + align, len), ref(0, buf + align, len));
+			assert_int_equal(csum_add(0x1234, buf + align, len), ref(0x1234, buf + align, len));
+		}
+	}
+}
+
+static void test_chained_blocks(void **state)
+{
+	uint8_t buf[1000];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 31 + 7);
+	for (size_t cut = 0; cut <= 998; cut += 2)
+		assert_int_equal(csum_add(csum_add(0, buf, cut), buf + cut, 999 - cut), ref(0, buf, 999));
+	assert_int_equal(csum_add16(csum_add(0, buf, 10), 0xabcd), ref(0xabcd, buf, 10));
+}
+
+static void test_rfc1071_example_and_carries(void **state)
+{
+	static const uint8_t example[8] = { 0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7 };
+	static uint8_t ones[65536];
+
+	(void)state;
+	assert_int_equal(csum_add(0, example, 8), 0xddf2);  /* RFC 1071, section 3 */
+	memset(ones, 0xff, sizeof(ones));
+	assert_int_equal(csum_add(0, ones, sizeof(ones)), 0xffff);
+	assert_int_equal(csum_add(0xffff, ones, sizeof(ones) - 1), ref(0xffff, ones, sizeof(ones) - 1));
+	assert_int_equal(csum_add16(0xffff, 1), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lengths_and_alignments),
+		cmocka_unit_test(test_chained_blocks),
+		cmocka_unit_test(test_rfc1071_example_and_carries),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
