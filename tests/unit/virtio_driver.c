@@ -31,13 +31,9 @@ static void record_kick_watch(void *ctx, unsigned int q, bool watch)
 	d->kick_unwatched[q] = !watch;
 }
 
-void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
+static void start(struct vtd *d, struct virtio_dev *vdev)
 {
-	memset(d, 0, sizeof(*d));
-	d->ram = calloc(1, ram_size);
-	d->ram_size = ram_size;
 	d->next_data = VTD_DATA_START;
-	guest_mem_layout(&d->mem, d->ram, ram_size, -1);
 	d->hooks = (struct virtio_pci_hooks){ .intx_set = record_intx, .msi_route = record_msi_route,
 					   .kick_watch = record_kick_watch, .ctx = d };
 	if (!d->ram || virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, &d->hooks))
@@ -47,10 +43,30 @@ void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 	pci_device_config_write(&d->vp.pci, 0x40 + PCI_MSIX_FLAGS, 0x8000, 2);
 }
 
+void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
+{
+	memset(d, 0, sizeof(*d));
+	d->ram = calloc(1, ram_size);
+	d->ram_size = ram_size;
+	guest_mem_layout(&d->mem, d->ram, ram_size, -1);
+	start(d, vdev);
+}
+
+void vtd_init_mem(struct vtd *d, struct virtio_dev *vdev, const struct guest_mem *mem)
+{
+	memset(d, 0, sizeof(*d));
+	d->ram = mem->base;
+	d->ram_size = mem->ram_size;
+	d->ram_borrowed = true;
+	d->mem = *mem;
+	start(d, vdev);
+}
+
 void vtd_destroy(struct vtd *d)
 {
 	virtio_pci_destroy(&d->vp);
-	free(d->ram);
+	if (!d->ram_borrowed)
+		free(d->ram);
 }
 
 uint64_t vtd_read(struct vtd *d, uint64_t off, unsigned int size)
