@@ -28,9 +28,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # libFuzzer targets: each tests/fuzz/fuzz_NAME.c with the library sources (and tools/ modules) it needs.
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -I. -fsanitize=fuzzer,address,undefined
-FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/virtio/net.c src/backend/block_file.c src/util/guest_mem.c src/util/iov.c \
-	src/util/log.c src/hw/e1000.c src/hw/pci.c src/vhost/vhost_user.c src/vhost/vhost_user_backend.c src/vhost/vhost_user_frontend.c \
-	src/util/csum.c tools/offload.c
+FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/virtio/net.c src/virtio/balloon.c src/backend/block_file.c \
+	src/util/guest_mem.c src/util/iov.c src/util/log.c src/hw/e1000.c src/hw/pci.c src/vhost/vhost_user.c \
+	src/vhost/vhost_user_backend.c src/vhost/vhost_user_frontend.c src/util/csum.c tools/offload.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 600

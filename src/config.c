@@ -39,6 +39,12 @@ static const char run_usage[] =
 	"  --memory SIZE      guest RAM: 512M, 2G or plain MiB (default: 256M)\n"
 	"  --cpus N           number of vCPUs (default: 1)\n"
 	"  --rng              add a virtio-rng device (entropy from the host's getrandom)\n"
+	"  --balloon          add a virtio-balloon device: pages the guest gives up or\n"
+	"                     reports free go back to the host (statistics included)\n"
+	"  --balloon-deflate-on-oom\n"
+	"                     let the guest take pages back from the balloon when it runs\n"
+	"                     out of memory (VIRTIO_BALLOON_F_DEFLATE_ON_OOM); Linux then no\n"
+	"                     longer lowers MemTotal when inflating (needs --balloon)\n"
 	"  --console serial|virtio\n"
 	"                     where this terminal is wired: COM1 (default) or a\n"
 	"                     virtio-console, the guest's hvc0\n"
@@ -151,7 +157,7 @@ static int copy_socket_path(const char *option, const char *src, char dst[CONFIG
 }
 
 enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE, OPT_NET,
-       OPT_SECCOMP };
+       OPT_SECCOMP, OPT_BALLOON, OPT_BALLOON_DEFLATE_ON_OOM };
 
 int config_parse_mac(const char *s, uint8_t mac[6])
 {
@@ -432,6 +438,8 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "balloon", no_argument, NULL, OPT_BALLOON },
+		{ "balloon-deflate-on-oom", no_argument, NULL, OPT_BALLOON_DEFLATE_ON_OOM },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "net", required_argument, NULL, OPT_NET },
@@ -478,6 +486,12 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		case OPT_RNG:
 			cfg->rng = true;
 			break;
+		case OPT_BALLOON:
+			cfg->balloon = true;
+			break;
+		case OPT_BALLOON_DEFLATE_ON_OOM:
+			cfg->balloon_deflate_on_oom = true;
+			break;
 		case OPT_DISK:
 			if (parse_disk(optarg, cfg, err))
 				return CONFIG_INVALID;
@@ -518,6 +532,10 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 	}
 	if (optind < argc) {
 		print_error(err, "run: unexpected argument '%s'", argv[optind]);
+		return CONFIG_INVALID;
+	}
+	if (cfg->balloon_deflate_on_oom && !cfg->balloon) {
+		print_error(err, "--balloon-deflate-on-oom: needs --balloon");
 		return CONFIG_INVALID;
 	}
 

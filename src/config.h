@@ -72,6 +72,8 @@ struct vm_config {
 	unsigned int cpus;
 	bool rng;                /* --rng: a virtio-rng device */
 	bool virtio_console;     /* --console virtio: the guest console is hvc0 */
+	bool balloon;            /* --balloon: a virtio-balloon device */
+	bool balloon_deflate_on_oom;  /* --balloon-deflate-on-oom: offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM */
 	struct disk_config disks[CONFIG_MAX_DISKS];
 	unsigned int nr_disks;
 	struct net_config nics[CONFIG_MAX_NICS];

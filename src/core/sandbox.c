@@ -23,7 +23,8 @@
  * The list is kept short instead by what the command line asks for (socket
  * calls only with --net user, TUN ioctls only with a tap, vhost ioctls only
  * with vhost=on|auto, io_uring only with a disk, fd passing over UNIX
- * sockets only with vhost-user, the timerfd only with an e1000) and by
+ * sockets only with vhost-user, the timerfd only with an e1000 or a balloon,
+ * punching holes in guest RAM only with a balloon) and by
  * arguments: ioctl by request number, clone for threads only (clone3 answers
  * ENOSYS, so glibc falls back to clone, whose flags a filter can see), no
  * executable mappings, sockets of AF_INET and AF_INET6 (slirp) or AF_UNIX
@@ -140,6 +141,11 @@ static const unsigned long user_net_ioctls[] = { FIONREAD };
 /* An e1000: its interrupt throttling timer is a timerfd, re-armed as it goes. */
 static const int e1000_syscalls[] = { SCMP_SYS(timerfd_settime) };
 
+/* --balloon: its periodic stats request is a timerfd the monitor arms; the
+ * pages it gives back are punched out of the guest-RAM memfd (fallocate, with
+ * exactly PUNCH_HOLE | KEEP_SIZE: a rule of its own, below). */
+static const int balloon_syscalls[] = { SCMP_SYS(timerfd_settime) };
+
 /* vhost-user (--net or --disk): requests and replies carry fds (SCM_RIGHTS);
  * the watcher thread reconnects (socket has a rule of its own: AF_UNIX). */
 static const int vhost_user_syscalls[] = {
@@ -239,12 +245,12 @@ static int allow_with_arguments(scmp_filter_ctx ctx, bool user_net)
 }
 
 struct needs {
-	bool user_net, tap, vhost, disk, e1000, vhost_user;
+	bool user_net, tap, vhost, disk, e1000, vhost_user, balloon;
 };
 
 static struct needs needs_of(const struct vm_config *cfg)
 {
-	struct needs n = { 0 };
+	struct needs n = { .balloon = cfg->balloon };
 
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		if (cfg->disks[i].vhost_user)
@@ -290,6 +296,13 @@ static int add_rules(scmp_filter_ctx ctx, const struct vm_config *cfg)
 		err = err ?: allow_all(ctx, disk_syscalls, ARRAY_SIZE(disk_syscalls));
 	if (n.e1000)
 		err = err ?: allow_all(ctx, e1000_syscalls, ARRAY_SIZE(e1000_syscalls));
+	if (n.balloon) {
+		err = err ?: allow_all(ctx, balloon_syscalls, ARRAY_SIZE(balloon_syscalls));
+		/* mode is an int: compare its 32 bits only. */
+		err = err ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fallocate), 1,
+					      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFULL,
+						      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE));
+	}
 	if (n.vhost_user) {
 		err = err ?: allow_all(ctx, vhost_user_syscalls, ARRAY_SIZE(vhost_user_syscalls));
 		err = err ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));

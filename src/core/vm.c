@@ -35,6 +35,7 @@
 #include "util/log.h"
 #include "util/io_thread.h"
 #include "util/term.h"
+#include "virtio/balloon.h"
 #include "virtio/blk.h"
 #include "virtio/net.h"
 #include "virtio/console.h"
@@ -70,6 +71,7 @@ struct machine {
 	uint64_t next_bar;
 	uint16_t next_io_port;
 	struct virtio_dev *hvc;     /* the virtio-console the terminal feeds, if any */
+	struct virtio_dev *balloon; /* the virtio-balloon, if any: the monitor's handle */
 };
 
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
@@ -408,6 +410,8 @@ static int add_nic(struct vm *vm, struct machine *m, const struct net_config *ni
 /* The PCI devices the command line asks for: a new device is one line here. */
 static int add_pci_devices(struct vm *vm, const struct vm_config *cfg, struct machine *m)
 {
+	const struct virtio_balloon_options balloon = { .deflate_on_oom = cfg->balloon_deflate_on_oom };
+
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		const struct disk_config *d = &cfg->disks[i];
 		struct virtio_blk_options opts = {
@@ -424,6 +428,11 @@ static int add_pci_devices(struct vm *vm, const struct vm_config *cfg, struct ma
 	}
 	if (cfg->rng && add_virtio(vm, m, virtio_rng_create(), virtio_rng_destroy))
 		return -1;
+	if (cfg->balloon) {
+		m->balloon = virtio_balloon_create(&vm->mem, &balloon);
+		if (add_virtio(vm, m, m->balloon, virtio_balloon_destroy))
+			return -1;
+	}
 	if (cfg->virtio_console) {
 		m->hvc = virtio_console_create(STDOUT_FILENO);
 		if (add_virtio(vm, m, m->hvc, virtio_console_destroy))

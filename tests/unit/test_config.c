@@ -111,6 +111,8 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.cpus, 1);
 	assert_null(cfg.append);
 	assert_false(cfg.rng);
+	assert_false(cfg.balloon);
+	assert_false(cfg.balloon_deflate_on_oom);
 	assert_int_equal(cfg.seccomp, SANDBOX_ON);
 	snprintf(expect, sizeof(expect), "%s/vmlinuz", guest_dir);
 	assert_string_equal(cfg.kernel_path, expect);
@@ -243,6 +245,42 @@ static void test_console_choice(void **state)
 	assert_false(cfg.virtio_console);
 	assert_int_equal(PARSE("run", "--console", "vga"), CONFIG_INVALID);
 	assert_one_line_error("--console: 'vga'");
+}
+
+static void test_balloon_options(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--balloon"), CONFIG_RUN);
+	assert_true(cfg.balloon);
+	assert_false(cfg.balloon_deflate_on_oom);
+	assert_int_equal(PARSE("run", "--balloon-deflate-on-oom", "--balloon"), CONFIG_RUN);
+	assert_true(cfg.balloon);
+	assert_true(cfg.balloon_deflate_on_oom);
+	assert_int_equal(PARSE("run", "--help"), CONFIG_DONE);
+	fflush(out);
+	assert_non_null(strstr(out_buf, "--balloon "));
+	assert_non_null(strstr(out_buf, "--balloon-deflate-on-oom"));
+	assert_non_null(strstr(out_buf, "MemTotal"));
+}
+
+static void test_balloon_option_errors(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--balloon-deflate-on-oom"), CONFIG_INVALID);
+	assert_one_line_error("--balloon-deflate-on-oom: needs --balloon");
+}
+
+static void test_balloon_takes_no_value(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--balloon=1G"), CONFIG_INVALID);
+	assert_one_line_error("--balloon");
 }
 
 static void test_seccomp_choice(void **state)
@@ -462,6 +500,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_missing_initrd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stray_argument, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_console_choice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balloon_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balloon_option_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_balloon_takes_no_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seccomp_choice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seccomp_needs_a_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seccomp_empty_value, setup, teardown),

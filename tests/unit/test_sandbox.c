@@ -22,6 +22,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -350,6 +351,55 @@ static void test_backends_widen_the_list(void **state)
 	assert_clean_exit(&o);
 }
 
+static int guest_ram_fd = -1;  /* made before the filter, as kvio's guest RAM is */
+
+static void punch_hole(void)
+{
+	CHECK(fallocate(guest_ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096) == 0);
+}
+
+static void allocate_range(void)
+{
+	fallocate(-1, 0, 0, 4096);
+	_exit(102);
+}
+
+static void arm_timer(void)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = 60 } };
+
+	CHECK(timerfd_settime(-1, 0, &its, NULL) < 0 && errno == EBADF);
+}
+
+/* --balloon: holes punched in guest RAM and its stats timer, nothing else of fallocate. */
+static void test_balloon_punches_holes_only(void **state)
+{
+	struct vm_config cfg = base_config(SANDBOX_ON);
+	struct outcome o;
+
+	(void)state;
+	guest_ram_fd = memfd_create("kvio-test-ram", MFD_CLOEXEC);
+	assert_true(guest_ram_fd >= 0 && ftruncate(guest_ram_fd, 8192) == 0);
+	run_filtered(&cfg, punch_hole, &o);
+	assert_blocked(&o, "(fallocate)", NULL);
+	run_filtered(&cfg, arm_timer, &o);
+	assert_blocked(&o, "(timerfd_settime)", NULL);
+	cfg.balloon = true;
+	run_filtered(&cfg, punch_hole, &o);
+	assert_clean_exit(&o);
+	run_filtered(&cfg, arm_timer, &o);
+	assert_clean_exit(&o);
+	run_filtered(&cfg, allocate_range, &o);
+	assert_blocked(&o, "(fallocate)", " 0x0 ");
+	/* With an e1000 too: the timer rule twice is one rule. */
+	cfg.nr_nics = 1;
+	cfg.nics[0].backend = NET_BACKEND_TAP;
+	cfg.nics[0].model = NET_MODEL_E1000;
+	run_filtered(&cfg, arm_timer, &o);
+	assert_clean_exit(&o);
+	close(guest_ram_fd);
+}
+
 static void call_fork(void)
 {
 	pid_t pid = fork();
@@ -508,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_ioctl_by_request),
 		cmocka_unit_test(test_sockets_come_with_user_net),
 		cmocka_unit_test(test_backends_widen_the_list),
+		cmocka_unit_test(test_balloon_punches_holes_only),
 		cmocka_unit_test(test_no_processes_no_code),
 		cmocka_unit_test(test_other_abi_is_trapped),
 		cmocka_unit_test(test_log_lets_calls_run),

@@ -32,6 +32,18 @@ static void record_kick_watch(void *ctx, unsigned int q, bool watch)
 	d->kick_unwatched[q] = !watch;
 }
 
+static void start(struct vtd *d, struct virtio_dev *vdev)
+{
+	d->next_data = VTD_DATA_START;
+	d->hooks = (struct virtio_pci_hooks){ .intx_set = record_intx, .msi_route = record_msi_route,
+					   .kick_watch = record_kick_watch, .ctx = d };
+	if (!d->ram || virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, &d->hooks))
+		abort();
+	pci_device_config_write(&d->vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	/* MSI-X on, as Linux enables it before touching the queues. */
+	pci_device_config_write(&d->vp.pci, 0x40 + PCI_MSIX_FLAGS, 0x8000, 2);
+}
+
 void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 {
 	int fd = memfd_create("vtd-ram", MFD_CLOEXEC);
@@ -44,22 +56,27 @@ void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size)
 	if (d->ram == MAP_FAILED)
 		abort();
 	d->ram_size = ram_size;
-	d->next_data = VTD_DATA_START;
 	guest_mem_layout(&d->mem, d->ram, ram_size, fd);
-	d->hooks = (struct virtio_pci_hooks){ .intx_set = record_intx, .msi_route = record_msi_route,
-					   .kick_watch = record_kick_watch, .ctx = d };
-	if (virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, &d->hooks))
-		abort();
-	pci_device_config_write(&d->vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
-	/* MSI-X on, as Linux enables it before touching the queues. */
-	pci_device_config_write(&d->vp.pci, 0x40 + PCI_MSIX_FLAGS, 0x8000, 2);
+	start(d, vdev);
+}
+
+void vtd_init_mem(struct vtd *d, struct virtio_dev *vdev, const struct guest_mem *mem)
+{
+	memset(d, 0, sizeof(*d));
+	d->ram = mem->base;
+	d->ram_size = mem->ram_size;
+	d->ram_borrowed = true;
+	d->mem = *mem;
+	start(d, vdev);
 }
 
 void vtd_destroy(struct vtd *d)
 {
 	virtio_pci_destroy(&d->vp);
-	munmap(d->ram, d->ram_size);
-	close(d->mem.fd);
+	if (!d->ram_borrowed) {
+		munmap(d->ram, d->ram_size);
+		close(d->mem.fd);
+	}
 }
 
 uint64_t vtd_read(struct vtd *d, uint64_t off, unsigned int size)

@@ -21,6 +21,7 @@ struct vtd_buf {
 struct vtd {
 	uint8_t *ram;             /* a shared memfd mapping (mem.fd) */
 	uint64_t ram_size;
+	bool ram_borrowed;        /* vtd_init_mem: the caller's RAM, not freed here */
 	struct guest_mem mem;
 	struct virtio_pci vp;
 	struct virtio_pci_hooks hooks;
@@ -34,6 +35,9 @@ struct vtd {
 };
 
 void vtd_init(struct vtd *d, struct virtio_dev *vdev, uint64_t ram_size);
+/* The same over the caller's guest RAM (a memfd from guest_mem_create, for
+ * devices that act on the memfd), which must outlive d. */
+void vtd_init_mem(struct vtd *d, struct virtio_dev *vdev, const struct guest_mem *mem);
 void vtd_destroy(struct vtd *d);
 
 uint64_t vtd_read(struct vtd *d, uint64_t bar_offset, unsigned int size);
