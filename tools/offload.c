@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "util/bytes.h"
 #include "util/csum.h"
 
 #define MAX_VLAN_TAGS 2
@@ -22,28 +23,6 @@
 #define TCP_FIN 0x01
 #define TCP_PSH 0x08
 #define TCP_CWR 0x80
-
-static uint16_t get_be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	put_be16(p, (uint16_t)(v >> 16));
-	put_be16(p + 2, (uint16_t)v);
-}
 
 unsigned int offload_rx_from_features(uint64_t f)
 {
@@ -306,8 +285,7 @@ bool offload_seg_next(struct offload_seg *s, struct iovec parts[2], size_t *seg_
 	} else {
 		put_be16(h + s->l3 + 4, (uint16_t)(*seg_len - s->l3 - IPV6_HLEN));
 		sum = csum_add(0, h + s->l3 + 8, 32);
-		sum = csum_add16(sum, (uint16_t)(tcp_len >> 16));
-		sum = csum_add16(sum, (uint16_t)tcp_len);
+		sum = csum_add32(sum, (uint32_t)tcp_len);
 		sum = csum_add16(sum, IPPROTO_TCP);
 	}
 	put_be32(h + s->l4 + 4, s->seq + (uint32_t)s->done);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/bytes.h"
+#include "util/csum.h"
 #include "util/log.h"
 
 /* Register offsets in BAR 0 (8254x Software Developer's Manual, section 13). */
@@ -399,56 +401,6 @@ static uint32_t ether_crc32(const uint8_t *p, size_t len)
 	return ~c;
 }
 
-static uint16_t get_be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t get_be32(const uint8_t *p) { return (uint32_t)get_be16(p) << 16 | get_be16(p + 2); }
-static uint16_t get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get_le32(const uint8_t *p) { return get_le16(p) | (uint32_t)get_le16(p + 2) << 16; }
-static uint64_t get_le64(const uint8_t *p) { return get_le32(p) | (uint64_t)get_le32(p + 4) << 32; }
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	put_be16(p, (uint16_t)(v >> 16));
-	put_be16(p + 2, (uint16_t)v);
-}
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static uint16_t csum_fold(uint64_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xFFFF) + (sum >> 16);
-	return (uint16_t)sum;
-}
-
-/* Add len bytes to an Internet checksum. odd says the block starts at an odd
- * distance from the start of the checksummed range: its folded sum is then
- * byte-swapped, which is how one's-complement sums realign. */
-static uint64_t csum_add(uint64_t sum, const uint8_t *p, size_t len, bool odd)
-{
-	uint64_t s = 0;
-	uint16_t folded;
-	size_t i;
-
-	for (i = 0; i + 1 < len; i += 2)
-		s += get_be16(p + i);
-	if (len & 1)
-		s += (uint32_t)p[len - 1] << 8;
-	folded = csum_fold(s);
-	if (odd)
-		folded = (uint16_t)(folded << 8 | folded >> 8);
-	return sum + folded;
-}
-
 /* Compute the checksum of f[start..end] (end inclusive, 0 meaning the frame's
  * end) and store it at offset. The field itself is part of the sum unless
  * zero_field: that is how a TCP/UDP pseudo-header sum seeded there gets in.
@@ -463,7 +415,7 @@ static void put_checksum(uint8_t *f, uint32_t len, uint32_t start, uint32_t offs
 		return;
 	if (zero_field)
 		put_be16(f + offset, 0);
-	sum = (uint16_t)~csum_fold(csum_add(0, f + start, last - start + 1, false));
+	sum = (uint16_t)~csum_add(0, f + start, last - start + 1);
 	if (udp && sum == 0)
 		sum = 0xFFFF;  /* zero means "no checksum" in UDP */
 	put_be16(f + offset, sum);
@@ -794,7 +746,7 @@ static void tx_tso(struct e1000 *nic, bool vlan, uint16_t tci)
 		if (ixsm)
 			put_checksum(f, len, c->ipcss, c->ipcso, ip_end, true, false);
 		/* A partial checksum, as virtio wants it: the pseudo-header with the length. */
-		put_be16(f + c->tucso, csum_fold((uint64_t)get_be16(f + c->tucso) + (len - c->tucss)));
+		put_be16(f + c->tucso, csum_add32(get_be16(f + c->tucso), len - c->tucss));
 		vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
 		vh.csum_start = htole16(c->tucss);
 		vh.csum_offset = htole16((uint16_t)(c->tucso - c->tucss));
@@ -829,12 +781,12 @@ static void tx_tso(struct e1000 *nic, bool vlan, uint16_t tci)
 		if (off + chunk < payload)
 			h[c->tucss + 13] = flags & (uint8_t)~(TCP_FLAG_FIN | TCP_FLAG_PSH);
 		if (txsm) {
-			uint64_t sum;
+			uint16_t sum;
 
 			put_be16(h + c->tucso, seed);
-			sum = csum_add(seg_len - c->tucss, h + c->tucss, hdr_len - c->tucss, false);
-			sum = csum_add(sum, f + hdr_len + off, chunk, (hdr_len - c->tucss) & 1);
-			put_be16(h + c->tucso, (uint16_t)~csum_fold(sum));
+			sum = csum_add(csum_add32(0, seg_len - c->tucss), h + c->tucss, hdr_len - c->tucss);
+			sum = csum_add_at(sum, f + hdr_len + off, chunk, hdr_len - c->tucss);
+			put_be16(h + c->tucso, (uint16_t)~sum);
 		}
 		memset(&vh, 0, sizeof(vh));
 		tx_send(nic, &vh, h, hdr_len, f + hdr_len + off, chunk, vlan, tci);

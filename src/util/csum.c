@@ -43,3 +43,12 @@ uint16_t csum_add(uint16_t sum, const void *buf, size_t len)
 	folded = be16toh(fold(s));
 	return csum_add16(sum, folded);
 }
+
+uint16_t csum_add_at(uint16_t sum, const void *buf, size_t len, size_t pos)
+{
+	uint16_t block = csum_add(0, buf, len);
+
+	if (pos & 1)
+		block = (uint16_t)(block << 8 | block >> 8);
+	return csum_add16(sum, block);
+}

@@ -1,7 +1,8 @@
 /* The Internet checksum helper (src/util/csum.c) against a plain
  * word-at-a-time sum: every length from 0 to 300 at four alignments, sums
- * chained over even-length blocks, the RFC 1071 example, and a 64 KiB block
- * of 0xff bytes (the most carries). */
+ * chained over even-length blocks and, by csum_add_at, over blocks of any
+ * length, 32-bit words, the RFC 1071 example, and a 64 KiB block of 0xff
+ * bytes (the most carries). */
 #include "unit.h"
 
 #include <stdlib.h>
@@ -48,6 +49,39 @@ static void test_chained_blocks(void **state)
 	assert_int_equal(csum_add16(csum_add(0, buf, 10), 0xabcd), ref(0xabcd, buf, 10));
 }
 
+static void test_blocks_at_any_position(void **state)
+{
+	uint8_t buf[101];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 73 + 11);
+	for (size_t a = 0; a <= 40; a++) {
+		for (size_t b = a; b <= 80; b++) {
+			uint16_t sum = csum_add_at(0x1234, buf, a, 0);
+
+			sum = csum_add_at(sum, buf + a, b - a, a);
+			sum = csum_add_at(sum, buf + b, sizeof(buf) - b, b);
+			assert_int_equal(sum, ref(0x1234, buf, sizeof(buf)));
+		}
+	}
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(csum_add_at(0, buf, 7, 3), 0);  /* zero stays zero, not 0xffff */
+}
+
+static void test_add32(void **state)
+{
+	static const uint32_t words[] = { 0, 1, 0xffff, 0x10000, 0x100fe, 0x12345678, 0xffffffff };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		uint8_t be[4] = { words[i] >> 24, words[i] >> 16, words[i] >> 8, words[i] };
+
+		assert_int_equal(csum_add32(0, words[i]), ref(0, be, 4));
+		assert_int_equal(csum_add32(0xfffe, words[i]), ref(0xfffe, be, 4));
+	}
+}
+
 static void test_rfc1071_example_and_carries(void **state)
 {
 	static const uint8_t example[8] = { 0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7 };
@@ -66,6 +100,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lengths_and_alignments),
 		cmocka_unit_test(test_chained_blocks),
+		cmocka_unit_test(test_blocks_at_any_position),
+		cmocka_unit_test(test_add32),
 		cmocka_unit_test(test_rfc1071_example_and_carries),
 	};
 
