@@ -189,6 +189,14 @@ static void vu_destroy(struct net_backend *be)
 {
 	struct net_vhost_user *vu = (struct net_vhost_user *)be;
 
+	/* kvio is going away: stop the rings as a reset would (GET_VRING_BASE),
+	 * so the backend finishes with guest memory before the socket closes. */
+	for (unsigned int i = 0; i < 2 * vu->queue_pairs; i++) {
+		uint16_t next_avail;
+
+		if (vu->running[i] && vhost_user_frontend_stop_ring(&vu->fe, i, &next_avail))
+			break;  /* the backend is gone or out of step: nothing more to ask it */
+	}
 	vhost_user_frontend_close(&vu->fe);
 	free(vu);
 }

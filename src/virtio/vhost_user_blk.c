@@ -191,6 +191,14 @@ void vhost_user_blk_destroy(struct virtio_dev *vdev)
 {
 	struct vhost_user_blk *blk = (struct vhost_user_blk *)vdev;
 
+	/* kvio is going away: stop the rings (GET_VRING_BASE), so the backend
+	 * completes the requests in flight before the socket closes. */
+	for (unsigned int q = 0; q < blk->ops.num_queues; q++) {
+		uint16_t next_avail;
+
+		if (blk->running[q] && vhost_user_frontend_stop_ring(&blk->fe, q, &next_avail))
+			break;  /* the backend is gone or out of step */
+	}
 	vhost_user_frontend_close(&blk->fe);
 	pthread_mutex_destroy(&vdev->lock);
 	free(blk);
