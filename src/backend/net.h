@@ -57,6 +57,8 @@ struct net_backend_ops {
 	 * (a reconnected vhost-user backend): run the rings it had again, from
 	 * what the guest's used rings say. Called with the NIC's locks held. */
 	int (*resume_offload)(struct net_backend *be);
+	/* Optional: stop calling link_changed (teardown). */
+	void (*quiesce)(struct net_backend *be);
 	void (*destroy)(struct net_backend *be);
 };
 

@@ -32,6 +32,7 @@ struct net_vhost_user {
 	const struct guest_mem *mem;
 	uint64_t features;
 	bool session_set_up;    /* features and memory table sent on this connection */
+	unsigned int reconnect_s;
 };
 
 static unsigned int running_rings(const struct net_vhost_user *vu)
@@ -99,6 +100,15 @@ static int set_up_session(struct net_vhost_user *vu)
 	return err;
 }
 
+static void link_changed(void *ctx, bool up)
+{
+	struct net_vhost_user *vu = ctx;
+
+	/* The NIC resumes the rings under its locks before it raises the link. */
+	if (vu->be.link_changed)
+		vu->be.link_changed(vu->be.link_ctx, up);
+}
+
 static int vu_start_offload(struct net_backend *be, unsigned int qp, const struct guest_mem *mem, uint64_t features,
 			    const struct net_ring rings[2])
 {
@@ -107,6 +117,10 @@ static int vu_start_offload(struct net_backend *be, unsigned int qp, const struc
 
 	if (qp >= vu->queue_pairs)
 		return -EINVAL;
+	/* Watched from the first hand-over on: the NIC is attached by then, so
+	 * its link callback and the transport it uses exist. */
+	if (!vu->fe.watching && vhost_user_frontend_watch(&vu->fe, vu->reconnect_s, link_changed, vu))
+		log_warn("vhost-user %s: no watcher thread: a backend that leaves goes unnoticed", vu->fe.path);
 	if (!vhost_user_frontend_connected(&vu->fe))
 		return -ENOTCONN;
 	if (!running_rings(vu)) {
@@ -176,13 +190,9 @@ static int vu_resume_offload(struct net_backend *be)
 	return err;
 }
 
-static void link_changed(void *ctx, bool up)
+static void vu_quiesce(struct net_backend *be)
 {
-	struct net_vhost_user *vu = ctx;
-
-	/* The NIC resumes the rings under its locks before it raises the link. */
-	if (vu->be.link_changed)
-		vu->be.link_changed(vu->be.link_ctx, up);
+	vhost_user_frontend_unwatch(&((struct net_vhost_user *)be)->fe);
 }
 
 static void vu_destroy(struct net_backend *be)
@@ -209,6 +219,7 @@ static const struct net_backend_ops vhost_user_ops = {
 	.start_offload = vu_start_offload,
 	.stop_offload = vu_stop_offload,
 	.resume_offload = vu_resume_offload,
+	.quiesce = vu_quiesce,
 	.destroy = vu_destroy,
 };
 
@@ -229,6 +240,7 @@ struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pai
 		return NULL;
 	}
 	vhost_user_frontend_init(&vu->fe, path);
+	vu->reconnect_s = reconnect_s;
 	vu->queue_pairs = vu->active_pairs = queue_pairs;
 	err = vhost_user_frontend_connect(&vu->fe, why);
 	if (!err && (vu->fe.features & TRANSPORT_BITS) != TRANSPORT_BITS) {
@@ -247,11 +259,6 @@ struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pai
 		.has_offload = true,
 		.ring_features = (vu->fe.features & data_path_bits) | TRANSPORT_BITS,
 	};
-	if (!err) {
-		err = vhost_user_frontend_watch(&vu->fe, reconnect_s, link_changed, vu);
-		if (err)
-			*why = "cannot start its watcher thread";
-	}
 	if (err) {
 		vu_destroy(&vu->be);
 		errno = -err;

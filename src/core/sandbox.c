@@ -150,6 +150,7 @@ static const int balloon_syscalls[] = { SCMP_SYS(timerfd_settime) };
  * the watcher thread reconnects (socket has a rule of its own: AF_UNIX). */
 static const int vhost_user_syscalls[] = {
 	SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(connect), SCMP_SYS(setsockopt),
+	SCMP_SYS(shutdown),  /* a failed exchange drops the connection for the watcher to see */
 };
 
 /* --disk: the io_uring the block backend submits to and waits on. */

@@ -178,6 +178,12 @@ fail:
 	return NULL;
 }
 
+void virtio_kvm_quiesce(struct virtio_kvm_device *dev)
+{
+	if (dev->vdev->ops->quiesce)
+		dev->vdev->ops->quiesce(dev->vdev);
+}
+
 void virtio_kvm_remove(struct virtio_kvm_device *dev)
 {
 	virtio_pci_destroy(&dev->vp);

@@ -40,6 +40,8 @@ struct virtio_kvm_device {
 struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_pool *pool,
 					 uint64_t *next_bar, struct virtio_dev *vdev,
 					 void (*destroy)(struct virtio_dev *vdev));
+/* At teardown, before the I/O threads go: no device thread calls into the transport after this. */
+void virtio_kvm_quiesce(struct virtio_kvm_device *dev);
 void virtio_kvm_remove(struct virtio_kvm_device *dev);
 
 #endif

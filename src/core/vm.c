@@ -470,7 +470,9 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 
 static void teardown_machine(struct machine *m)
 {
-	/* The I/O threads first: their handlers point into the devices. */
+	/* Devices' own threads, then the I/O threads: both call into the devices. */
+	for (unsigned int i = 0; i < m->nr_virtio; i++)
+		virtio_kvm_quiesce(m->virtio[i]);
 	io_pool_destroy(&m->io);
 	for (unsigned int i = 0; i < m->nr_virtio; i++)
 		virtio_kvm_remove(m->virtio[i]);

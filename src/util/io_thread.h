@@ -28,7 +28,7 @@ int io_thread_start(struct io_thread *t, const char *name);
 void io_thread_stop(struct io_thread *t);
 void io_thread_destroy(struct io_thread *t);
 
-#define IO_POOL_MAX_THREADS 16
+#define IO_POOL_MAX_THREADS 64  /* the shared one, and up to 4 NICs x 7 more pairs with room */
 
 /* A VM's I/O threads, started and stopped together: the first is shared by
  * every device; a device whose queue groups share no state asks for more, so

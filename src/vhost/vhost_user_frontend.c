@@ -418,7 +418,7 @@ int vhost_user_frontend_watch(struct vhost_user_frontend *fe, unsigned int recon
 	return -err;
 }
 
-void vhost_user_frontend_close(struct vhost_user_frontend *fe)
+void vhost_user_frontend_unwatch(struct vhost_user_frontend *fe)
 {
 	uint64_t one = 1;
 
@@ -431,6 +431,11 @@ void vhost_user_frontend_close(struct vhost_user_frontend *fe)
 	if (fe->stop_fd >= 0)
 		close(fe->stop_fd);
 	fe->stop_fd = -1;
+}
+
+void vhost_user_frontend_close(struct vhost_user_frontend *fe)
+{
+	vhost_user_frontend_unwatch(fe);
 	vhost_user_frontend_disconnect(fe);
 	pthread_mutex_destroy(&fe->lock);
 }

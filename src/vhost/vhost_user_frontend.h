@@ -43,6 +43,8 @@ void vhost_user_frontend_disconnect(struct vhost_user_frontend *fe);
  * caller then sets its rings up again). Returns 0 or -errno. */
 int vhost_user_frontend_watch(struct vhost_user_frontend *fe, unsigned int reconnect_s,
 			      void (*changed)(void *ctx, bool up), void *ctx);
+/* Stop the watcher (no more changed() calls after this returns). */
+void vhost_user_frontend_unwatch(struct vhost_user_frontend *fe);
 /* Stop the watcher, disconnect, release everything. */
 void vhost_user_frontend_close(struct vhost_user_frontend *fe);
 bool vhost_user_frontend_connected(const struct vhost_user_frontend *fe);

@@ -47,6 +47,10 @@ struct virtio_device_ops {
 	 * again, maybe with another size and other rings. Offered only while
 	 * virtio_dev.ring_reset is true. */
 	void (*queue_reset)(struct virtio_dev *vdev, unsigned int q);
+	/* Optional: stop the device's own threads that call into the transport
+	 * (a vhost-user watcher); at teardown, before the I/O threads and the
+	 * transport go away. */
+	void (*quiesce)(struct virtio_dev *vdev);
 	/* Optional: fds the I/O thread watches, edge-triggered, for the device's
 	 * own events (a backend's completions, a tap's frames): event_fds fills in
 	 * up to max and returns how many; event_ready(i) runs when fd i became

@@ -460,15 +460,26 @@ static void net_link_changed(void *ctx, bool up)
 	if (up && net->be->ops->resume_offload)
 		err = net->be->ops->resume_offload(net->be);
 	/* Pairs the backend was down for at DRIVER_OK go to it now. */
-	for (unsigned int qp = 0; up && !err && net->driver_ok && qp < net->queue_pairs; qp++)
+	for (unsigned int qp = 0; up && !err && net->driver_ok && qp < net->queue_pairs; qp++) {
 		if (!net->offloaded[qp])
 			err = start_offload(net, qp);
+		if (err == -ENOTSUP)
+			err = 0;  /* a pair the driver set up without MSI-X stays as it was */
+	}
 	if (err)
 		log_warn("virtio-net: %s: cannot resume: %s", net->be->ops->name, strerror(-err));
 	net->config.status = htole16(up && !err ? VIRTIO_NET_S_LINK_UP : 0);
 	vdev->config_changed(vdev);
 	virtio_unlock_groups(vdev);
 	pthread_mutex_unlock(&vdev->lock);
+}
+
+static void net_quiesce(struct virtio_dev *vdev)
+{
+	struct virtio_net *net = (struct virtio_net *)vdev;
+
+	if (net->be->ops->quiesce)
+		net->be->ops->quiesce(net->be);
 }
 
 static void net_config_read(struct virtio_dev *vdev, uint32_t offset, void *buf, uint32_t len)
@@ -535,6 +546,7 @@ struct virtio_dev *virtio_net_create(const struct virtio_net_options *opts)
 		.driver_ok = net_driver_ok,
 		.reset = net_reset,
 		.queue_reset = net_queue_reset,
+		.quiesce = net_quiesce,
 		.event_fds = net_event_fds,
 		.event_ready = net_event_ready,
 	};

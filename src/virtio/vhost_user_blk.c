@@ -99,6 +99,22 @@ static int start_rings(struct vhost_user_blk *blk)
 	return err;
 }
 
+/* The backend went away: its rings are gone, so the device asks the driver
+ * for a reset (NEEDS_RESET). kvio does not reconnect a disk: every later
+ * DRIVER_OK fails the same way until kvio is started again. */
+static void vu_blk_backend_changed(void *ctx, bool up)
+{
+	struct vhost_user_blk *blk = ctx;
+	struct virtio_dev *vdev = &blk->vdev;
+
+	if (up)
+		return;
+	pthread_mutex_lock(&vdev->lock);
+	stop_rings(blk);
+	vdev->set_needs_reset(vdev);
+	pthread_mutex_unlock(&vdev->lock);
+}
+
 static void vu_blk_driver_ok(struct virtio_dev *vdev)
 {
 	struct vhost_user_blk *blk = (struct vhost_user_blk *)vdev;
@@ -106,6 +122,9 @@ static void vu_blk_driver_ok(struct virtio_dev *vdev)
 
 	if (!vdev->vq_ready[0])
 		return;
+	/* Watched from the first DRIVER_OK on, when the transport is attached. */
+	if (!blk->fe.watching && vhost_user_frontend_watch(&blk->fe, 0, vu_blk_backend_changed, blk))
+		log_warn("vhost-user-blk %s: no watcher thread: a backend that leaves goes unnoticed", blk->fe.path);
 	err = start_rings(blk);
 	if (err) {
 		log_warn("vhost-user-blk %s: cannot hand the queues over: %s", blk->fe.path, strerror(-err));
@@ -119,19 +138,9 @@ static void vu_blk_reset(struct virtio_dev *vdev)
 	stop_rings((struct vhost_user_blk *)vdev);
 }
 
-/* The backend went away: its rings are gone, so the driver must reset the
- * device (NEEDS_RESET); after a reconnect the reset sets everything up again. */
-static void vu_blk_backend_changed(void *ctx, bool up)
+static void vu_blk_quiesce(struct virtio_dev *vdev)
 {
-	struct vhost_user_blk *blk = ctx;
-	struct virtio_dev *vdev = &blk->vdev;
-
-	if (up)
-		return;
-	pthread_mutex_lock(&vdev->lock);
-	stop_rings(blk);
-	vdev->set_needs_reset(vdev);
-	pthread_mutex_unlock(&vdev->lock);
+	vhost_user_frontend_unwatch(&((struct vhost_user_blk *)vdev)->fe);
 }
 
 struct virtio_dev *vhost_user_blk_create(const char *path, unsigned int queues)
@@ -156,10 +165,6 @@ struct virtio_dev *vhost_user_blk_create(const char *path, unsigned int queues)
 		why = "GET_CONFIG failed (the backend needs the CONFIG protocol feature)";
 		err = vhost_user_frontend_get_config(&blk->fe, 0, &blk->config, sizeof(blk->config));
 	}
-	if (!err) {
-		why = "cannot start its watcher thread";
-		err = vhost_user_frontend_watch(&blk->fe, 0, vu_blk_backend_changed, blk);
-	}
 	if (err)
 		goto fail;
 	if (queues > 1)
@@ -175,6 +180,7 @@ struct virtio_dev *vhost_user_blk_create(const char *path, unsigned int queues)
 		.queue_kick = vu_blk_kick,
 		.driver_ok = vu_blk_driver_ok,
 		.reset = vu_blk_reset,
+		.quiesce = vu_blk_quiesce,
 	};
 	blk->vdev.ops = &blk->ops;
 	pthread_mutex_init(&blk->vdev.lock, NULL);
