@@ -268,6 +268,11 @@ static void com1_set_irq(void *ctx, int level)
 	vm_irq_line(ctx, SERIAL_COM1_IRQ, level);
 }
 
+static void kbd_set_irq(void *ctx, int level)
+{
+	vm_irq_line(ctx, I8042_KBD_IRQ, level);
+}
+
 static void reset_requested(void *ctx)
 {
 	vm_request_stop(ctx, VM_STOP_REBOOT);
@@ -458,7 +463,7 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 	if (!m->mon)
 		return -1;
 	serial8250_init(&m->com1, STDOUT_FILENO, com1_set_irq, vm);
-	i8042_init(&m->kbc, reset_requested, vm);
+	i8042_init(&m->kbc, reset_requested, kbd_set_irq, vm);
 	acpi_pm_init(&m->pm, poweroff_requested, vm);
 	pci_bus_init(&m->pci);
 	m->next_bar = PCI_MMIO32_START;
