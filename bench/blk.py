@@ -10,6 +10,8 @@ import statistics
 import subprocess
 import time
 
+import common  # bench/common.py: the options every driver has
+
 # (name, fio --rw, block size, queue depth)
 JOBS = [("randread-4k-qd32", "randread", "4k", 32),
         ("randwrite-4k-qd32", "randwrite", "4k", 32),
@@ -80,17 +82,11 @@ def run_native(fio, image, runtime):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    common.add_vm_args(ap)
     ap.add_argument("--runtime", type=int, default=10, help="seconds per fio job")
     ap.add_argument("--image-mib", type=int, default=512)
-    ap.add_argument("--memory", default="512")
-    ap.add_argument("--cpus", default="1")
-    ap.add_argument("--kvio", default="build/kvio")
-    ap.add_argument("--kernel", default="build/guest/vmlinuz")
-    ap.add_argument("--initrd", default="build/guest/initramfs.cpio.gz")
     ap.add_argument("--fio", default="build/guest/src/fio/fio", help="the guest's fio, static, run on the host too")
     ap.add_argument("--image", default="/tmp/kvio-bench-blk.img")
-    ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
 
     # Random data, so reads touch real pages rather than holes.

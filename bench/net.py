@@ -12,6 +12,8 @@ import statistics
 import subprocess
 import time
 
+import common  # bench/common.py: the options every driver has
+
 NS = f"kvio-bench-{os.getpid()}"
 HOST = "10.0.2.2"
 DIRECTIONS = ("guest->host", "host->guest")
@@ -126,15 +128,9 @@ def run_veth(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    common.add_vm_args(ap)
     ap.add_argument("--seconds", type=int, default=10, help="per iperf3 direction")
-    ap.add_argument("--memory", default="512")
-    ap.add_argument("--cpus", default="1")
     ap.add_argument("--rows", default=",".join(r[0] for r in ROWS), help="comma-separated subset of the rows")
-    ap.add_argument("--kvio", default="build/kvio")
-    ap.add_argument("--kernel", default="build/guest/vmlinuz")
-    ap.add_argument("--initrd", default="build/guest/initramfs.cpio.gz")
-    ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
 
     rows = [r for r in ROWS if r[0] in args.rows.split(",")]

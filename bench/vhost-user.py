@@ -15,6 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (bench/common.py: the options every driver has)
 import blk  # noqa: E402  (bench/blk.py: the fio jobs, the guest command and its parser)
 
 NS = f"kvio-bench-vu-{os.getpid()}"
@@ -205,15 +206,9 @@ def bench_blk(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    common.add_vm_args(ap)
     ap.add_argument("--seconds", type=int, default=10, help="per iperf3 direction")
-    ap.add_argument("--memory", default="512")
-    ap.add_argument("--cpus", default="1")
     ap.add_argument("--rows", default=",".join(r[0] for r in NET_ROWS), help="comma-separated subset of the rows")
-    ap.add_argument("--kvio", default="build/kvio")
-    ap.add_argument("--kernel", default="build/guest/vmlinuz")
-    ap.add_argument("--initrd", default="build/guest/initramfs.cpio.gz")
-    ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--blk", action="store_true", help="the block rows (fio) instead of the network rows")
     ap.add_argument("--runtime", type=int, default=10, help="--blk: seconds per fio job")
     ap.add_argument("--image-mib", type=int, default=512)
