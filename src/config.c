@@ -565,6 +565,17 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 	return CONFIG_RUN;
 }
 
+bool config_shares_memory(const struct vm_config *cfg)
+{
+	for (unsigned int i = 0; i < cfg->nr_disks; i++)
+		if (cfg->disks[i].vhost_user)
+			return true;
+	for (unsigned int i = 0; i < cfg->nr_nics; i++)
+		if (cfg->nics[i].backend == NET_BACKEND_VHOST_USER)
+			return true;
+	return false;
+}
+
 enum config_status config_parse(int argc, char **argv, const char *guest_dir, struct vm_config *cfg, FILE *out,
 				FILE *err)
 {

@@ -93,6 +93,9 @@ enum config_status {
 enum config_status config_parse(int argc, char **argv, const char *guest_dir, struct vm_config *cfg, FILE *out,
 				FILE *err);
 
+/* True if another process maps guest RAM (a vhost-user backend): it must then be a memfd. */
+bool config_shares_memory(const struct vm_config *cfg);
+
 /* "512M", "2G", "1T", "65536K" or plain MiB ("512"). Returns 0, or -1 if s is
  * not a size or not a whole number of MiB. */
 int config_parse_size(const char *s, uint64_t *bytes);

@@ -21,10 +21,12 @@ static enum monitor_run_state run_state(void *ctx)
 	return m->paused ? MONITOR_PAUSED : MONITOR_RUNNING;
 }
 
-/* Paused: no vCPU runs and no device thread touches a queue. The guest's
- * kvm-clock is held, so the pause does not count as time that passed (as
- * QEMU does); KVM_KVMCLOCK_CTRL keeps the guest's watchdogs from blaming it
- * on a stuck CPU. */
+/* Paused: no vCPU runs and none of kvio's device threads touches a queue
+ * (console input is dropped meanwhile: see vm.c). Rings handed to vhost-net
+ * or a vhost-user backend keep being served by them: buffers the guest
+ * posted before the stop may still complete. The guest's kvm-clock is held,
+ * so the pause does not count as time that passed (as QEMU does);
+ * KVM_KVMCLOCK_CTRL keeps the guest's watchdogs from blaming it on a stuck CPU. */
 static int stop(void *ctx)
 {
 	struct machine *m = ctx;

@@ -144,9 +144,10 @@ static const unsigned long user_net_ioctls[] = { FIONREAD };
 /* An e1000: its interrupt throttling timer is a timerfd, re-armed as it goes. */
 static const int e1000_syscalls[] = { SCMP_SYS(timerfd_settime) };
 
-/* --balloon: its periodic stats request is a timerfd the monitor arms; the
- * pages it gives back are punched out of the guest-RAM memfd (fallocate, with
- * exactly PUNCH_HOLE | KEEP_SIZE: a rule of its own, below). */
+/* --balloon: its periodic stats request is a timerfd
+ * (virtio_balloon_set_stats_interval); the pages it gives back are dropped
+ * with madvise, or punched out of the guest-RAM memfd when RAM is shared
+ * (fallocate, with exactly PUNCH_HOLE | KEEP_SIZE: a rule of its own, below). */
 static const int balloon_syscalls[] = { SCMP_SYS(timerfd_settime) };
 
 /* vhost-user (--net or --disk): requests and replies carry fds (SCM_RIGHTS);

@@ -122,7 +122,7 @@ static int open_kvm(struct vm *vm, unsigned int nr_cpus)
 	return 0;
 }
 
-static int create_vm(struct vm *vm, uint64_t ram_size)
+static int create_vm(struct vm *vm, uint64_t ram_size, bool shareable)
 {
 	int err;
 
@@ -141,7 +141,7 @@ static int create_vm(struct vm *vm, uint64_t ram_size)
 	}
 	if (irq_init(vm))
 		return -1;
-	err = guest_mem_create(&vm->mem, ram_size);
+	err = guest_mem_create(&vm->mem, ram_size, shareable);
 	if (err) {
 		log_error("--memory: cannot allocate %llu MiB of guest RAM: %s",
 			  (unsigned long long)(ram_size >> 20), strerror(-err));
@@ -288,21 +288,33 @@ static void quit_requested(void *ctx)
 	vm_request_stop(ctx, VM_STOP_QUIT);
 }
 
+/* Console input while the monitor has the VM stopped is dropped (the UART
+ * takes what fits its FIFO): waiting for a guest that does not run would
+ * hold up the console, Ctrl-A c and Ctrl-A x included, and hvc0's input
+ * would write guest RAM that stop promised to leave alone. */
+static bool vm_paused(const struct machine *m)
+{
+	return atomic_load(&m->vm->vcpu_gate.paused);
+}
+
 static void hvc_input(void *ctx, const uint8_t *buf, size_t len)
 {
-	virtio_console_input(ctx, buf, len);
+	struct machine *m = ctx;
+
+	if (!vm_paused(m))
+		virtio_console_input(m->hvc, buf, len);
 }
 
 static void serial_input(void *ctx, const uint8_t *buf, size_t len)
 {
-	struct serial8250 *uart = ctx;
+	struct machine *m = ctx;
 
 	while (len) {
-		size_t n = serial8250_receive(uart, buf, len);
+		size_t n = serial8250_receive(&m->com1, buf, len);
 
 		buf += n;
 		len -= n;
-		if (len && !serial8250_wait_rx_space(uart))
+		if (len && (vm_paused(m) || !serial8250_wait_rx_space(&m->com1)))
 			return;
 	}
 }
@@ -585,7 +597,7 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 {
 	struct main_loop ml = { .vm = vm, .loop = { .epoll_fd = -1 } };
 	struct term_input console = {
-		.sink = m->hvc ? hvc_input : serial_input, .sink_ctx = m->hvc ? (void *)m->hvc : (void *)&m->com1,
+		.sink = m->hvc ? hvc_input : serial_input, .sink_ctx = m,
 		.quit = quit_requested, .quit_ctx = vm,
 		.monitor = console_monitor, .monitor_ctx = m->mon,
 	};
@@ -618,15 +630,17 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 		vm_request_stop(vm, VM_STOP_ERROR);
 	announce_shutdown(vm, m->mon);
 
-	for (unsigned int i = 0; i < started; i++)
-		vcpu_stop(&vm->vcpus[i]);
-	io_pool_stop(&m->io);
+	/* The console first: its monitor could otherwise stop the VM again while it is torn down. */
 	serial8250_close_input(&m->com1);
 	if (m->hvc)
 		virtio_console_close_input(m->hvc);
 	term_stop_input();
+	for (unsigned int i = 0; i < started; i++)
+		vcpu_stop(&vm->vcpus[i]);
+	io_pool_stop(&m->io);
 	term_restore();
 out:
+	monitor_stop(m->mon);  /* the loop is about to go: no more clients or events on it */
 	event_loop_destroy(&ml.loop);
 	if (ml.signals.fd >= 0)
 		close(ml.signals.fd);
@@ -682,7 +696,8 @@ int vm_run(const struct vm_config *cfg)
 	}
 	if (open_guest_files(cfg, &files))
 		goto out;
-	ret = open_kvm(&vm, cfg->cpus) || create_vm(&vm, cfg->memory_bytes) || load_guest(&vm, cfg, &files, &boot);
+	ret = open_kvm(&vm, cfg->cpus) || create_vm(&vm, cfg->memory_bytes, config_shares_memory(cfg)) ||
+	      load_guest(&vm, cfg, &files, &boot);
 	close_guest_files(&files);
 	if (ret)
 		goto out;

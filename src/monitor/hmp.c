@@ -23,8 +23,11 @@ static json_t *run(struct monitor *mon, FILE *out, const char *name, json_t *arg
 	json_t *reply = monitor_execute(mon, name, args);
 	json_t *ret = json_incref(json_object_get(reply, "return"));
 
-	if (!ret)
-		fprintf(out, "Error: %s\n", json_string_value(json_object_get(json_object_get(reply, "error"), "desc")));
+	if (!ret) {
+		const char *desc = json_string_value(json_object_get(json_object_get(reply, "error"), "desc"));
+
+		fprintf(out, "Error: %s\n", desc ? desc : "the command failed");
+	}
 	json_decref(reply);
 	json_decref(args);
 	return ret;

@@ -62,8 +62,11 @@ struct monitor_machine *monitor_describe(struct monitor *mon)
 {
 	struct monitor_machine *m = calloc(1, sizeof(*m));
 
-	if (m)
+	if (m) {
+		pthread_mutex_lock(&mon->command_lock);
 		mon->ops->describe(mon->ctx, m);
+		pthread_mutex_unlock(&mon->command_lock);
+	}
 	return m;
 }
 
@@ -75,12 +78,17 @@ json_t *monitor_error(const char *class, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(desc, sizeof(desc), fmt, ap);
 	va_end(ap);
+	/* Names the client sent are quoted cut short, maybe inside a UTF-8
+	 * character, which jansson would refuse: only ASCII goes back. */
+	for (char *c = desc; *c; c++)
+		if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20)
+			*c = '?';
 	return json_pack("{s:s,s:s}", "class", class, "desc", desc);
 }
 
 /* The argument spec "name:t name?:t": each given argument must be listed and
- * of its type, each unmarked one present. */
-static json_t *check_arguments(const struct monitor_command *cmd, json_t *args)
+ * of its type, each unmarked one present. Returns the error, or NULL if none. */
+static json_t *argument_error(const struct monitor_command *cmd, json_t *args)
 {
 	const char *spec = cmd->args ? cmd->args : "";
 	const char *key;
@@ -137,7 +145,7 @@ json_t *monitor_execute(struct monitor *mon, const char *name, json_t *args)
 				 monitor_error("CommandNotFound", "The command %.100s has not been found", name));
 	if (!args)
 		args = empty = json_object();
-	error = check_arguments(cmd, args);
+	error = argument_error(cmd, args);
 	if (!error) {
 		pthread_mutex_lock(&mon->command_lock);
 		result = cmd->run(mon, args, &error);
@@ -429,6 +437,18 @@ int monitor_start(struct monitor *mon, struct event_loop *loop)
 	return 0;
 }
 
+void monitor_stop(struct monitor *mon)
+{
+	if (!mon || !mon->loop)
+		return;
+	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++)
+		if (mon->clients[i])
+			event_loop_remove(mon->loop, &mon->clients[i]->handler);
+	event_loop_remove(mon->loop, &mon->listener);
+	event_loop_remove(mon->loop, &mon->events_ready);
+	mon->loop = NULL;
+}
+
 void monitor_flush(struct monitor *mon, int timeout_ms)
 {
 	struct timespec start, now;
@@ -460,17 +480,12 @@ void monitor_destroy(struct monitor *mon)
 	for (unsigned int i = 0; i < MONITOR_MAX_CLIENTS; i++)
 		if (mon->clients[i])
 			client_close(mon->clients[i]);
-	if (mon->listener.fd >= 0) {
-		if (mon->loop)
-			event_loop_remove(mon->loop, &mon->listener);
-		/* The socket file stays, as QEMU's does: the next run replaces it. */
+	monitor_stop(mon);
+	/* The socket file stays, as QEMU's does: the next run replaces it. */
+	if (mon->listener.fd >= 0)
 		close(mon->listener.fd);
-	}
-	if (mon->events_ready.fd >= 0) {
-		if (mon->loop)
-			event_loop_remove(mon->loop, &mon->events_ready);
+	if (mon->events_ready.fd >= 0)
 		close(mon->events_ready.fd);
-	}
 	while ((q = mon->events_head)) {
 		mon->events_head = q->next;
 		json_decref(q->msg);

@@ -107,7 +107,9 @@ struct monitor;
 struct monitor *monitor_create(const char *path, const struct monitor_machine_ops *ops, void *ctx);
 /* Serve clients and deliver events from loop, which runs on the calling thread. */
 int monitor_start(struct monitor *mon, struct event_loop *loop);
-/* Flushes queued events to the clients (best effort), closes them and the socket. */
+/* Stop serving from the loop given to monitor_start (before that loop goes). */
+void monitor_stop(struct monitor *mon);
+/* Closes the clients and the socket. */
 void monitor_destroy(struct monitor *mon);
 
 /* Queue an event for every client in command mode; safe from any thread,

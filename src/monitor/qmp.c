@@ -1,6 +1,7 @@
 /* QMP's wire protocol for one connection: the greeting, capabilities
  * negotiation, then a stream of JSON commands answered in order. Malformed
  * input gets an error and the stream goes on, as in QEMU. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "config.h"
@@ -49,7 +50,7 @@ static json_t *with_id(json_t *reply, json_t *id)
 
 static json_t *error_reply(const char *class, const char *desc)
 {
-	return json_pack("{s:{s:s,s:s}}", "error", "class", class, "desc", desc);
+	return json_pack("{s:o}", "error", monitor_error(class, "%s", desc));
 }
 
 /* One request: {"execute": NAME, "arguments": {...}, "id": ANY}. */
@@ -99,39 +100,102 @@ static void drop_input(struct qmp_session *s, size_t n)
 	s->input_len -= n;
 }
 
+#define QMP_MAX_DEPTH 1024
+
+/* Where the value at the front of the buffer ends, as QEMU's JSON streamer
+ * frames it: an object or array ends where its brackets close (counted
+ * outside strings), anything else at a newline. So a value split anywhere
+ * across reads waits for its end, and a broken one ends where its brackets
+ * say. Returns its length, or 0 if it is not all here yet; *too_deep if it
+ * nests past QMP_MAX_DEPTH. */
+static size_t value_length(const char *buf, size_t len, bool *too_deep)
+{
+	unsigned int depth = 0;
+	bool in_string = false, escaped = false;
+	const char *newline;
+
+	*too_deep = false;
+	if (buf[0] != '{' && buf[0] != '[') {
+		newline = memchr(buf, '\n', len);
+		return newline ? (size_t)(newline - buf) + 1 : 0;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+
+		if (in_string) {
+			if (escaped)
+				escaped = false;
+			else if (c == '\\')
+				escaped = true;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '{' || c == '[') {
+			if (++depth > QMP_MAX_DEPTH) {
+				*too_deep = true;
+				return i + 1;
+			}
+		} else if ((c == '}' || c == ']') && --depth == 0) {
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+static void send_error(struct qmp_session *s, const char *desc)
+{
+	json_t *reply = error_reply("GenericError", desc);
+
+	if (reply)
+		qmp_session_send(s, reply);
+	json_decref(reply);
+}
+
+/* After input that cannot be a command: go on at the next line. */
+static void drop_line(struct qmp_session *s)
+{
+	char *newline = memchr(s->input, '\n', s->input_len);
+
+	drop_input(s, newline ? (size_t)(newline - s->input) + 1 : s->input_len);
+}
+
 /* Answer every complete value at the front of the buffer. */
 static void process_input(struct qmp_session *s)
 {
 	while (s->input_len) {
 		json_error_t err;
 		json_t *request, *reply;
-		size_t skip = 0;
+		size_t skip = 0, len;
+		bool too_deep;
 
 		while (skip < s->input_len && strchr(" \t\r\n", s->input[skip]))
 			skip++;
 		drop_input(s, skip);
 		if (!s->input_len)
 			return;
-		request = json_loadb(s->input, s->input_len, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &err);
-		if (!request && json_error_code(&err) == json_error_premature_end_of_input &&
-		    s->input_len < sizeof(s->input))
-			return;  /* the rest of the value is on its way */
+		len = value_length(s->input, s->input_len, &too_deep);
+		if (too_deep) {
+			send_error(s, "JSON parse error, nesting too deep");
+			drop_line(s);
+			continue;
+		}
+		if (!len) {
+			if (s->input_len < sizeof(s->input))
+				return;  /* the rest of the value is on its way */
+			send_error(s, "JSON parse error, input too long");
+			drop_line(s);
+			continue;
+		}
+		request = json_loadb(s->input, len, JSON_DECODE_ANY, &err);
+		drop_input(s, len);
 		if (!request) {
-			/* Resynchronise at the next line: clients send one command a line. */
-			char *newline = memchr(s->input, '\n', s->input_len);
 			char desc[256];
 
 			snprintf(desc, sizeof(desc), "JSON parse error, %s", err.text);
-			reply = error_reply("GenericError", desc);
-			if (reply)
-				qmp_session_send(s, reply);
-			json_decref(reply);
-			drop_input(s, newline ? (size_t)(newline - s->input) + 1 : s->input_len);
+			send_error(s, desc);
 			continue;
 		}
-		/* With JSON_DISABLE_EOF_CHECK, position is what the value took. */
-		drop_input(s, err.position > 0 && (size_t)err.position <= s->input_len ? (size_t)err.position
-										 : s->input_len);
 		reply = handle_request(s, request);
 		if (reply)
 			qmp_session_send(s, reply);

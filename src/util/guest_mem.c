@@ -1,8 +1,11 @@
-/* Guest physical memory backed by a memfd, and the bounds-checked translation
+/* Guest physical memory (anonymous with transparent huge pages, or a memfd
+ * when another process must map it), and the bounds-checked translation
  * from guest-physical addresses to host pointers. */
 #include "util/guest_mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -25,17 +28,28 @@ void guest_mem_layout(struct guest_mem *mem, uint8_t *base, uint64_t ram_size, i
 	}
 }
 
-int guest_mem_create(struct guest_mem *mem, uint64_t ram_size)
+int guest_mem_create(struct guest_mem *mem, uint64_t ram_size, bool shareable)
 {
 	void *base;
 	int fd, err;
 
+	if (!shareable) {
+		/* MAP_NORESERVE: RAM the guest never touches should cost the host nothing. */
+		base = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (base == MAP_FAILED)
+			return -errno;
+		/* Huge pages where the host has them: a 2 MiB page is one fault and one
+		 * TLB entry where 4 KiB pages are 512 (shmem, and so a memfd, gets none
+		 * under the default shmem_enabled=never). Only a hint: failure is fine. */
+		madvise(base, ram_size, MADV_HUGEPAGE);
+		guest_mem_layout(mem, base, ram_size, -1);
+		return 0;
+	}
 	fd = memfd_create("kvio-guest-ram", MFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (ftruncate(fd, (off_t)ram_size) < 0)
 		goto fail;
-	/* MAP_NORESERVE: RAM the guest never touches should cost the host nothing. */
 	base = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	if (base == MAP_FAILED)
 		goto fail;
@@ -45,6 +59,17 @@ fail:
 	err = -errno;
 	close(fd);
 	return err;
+}
+
+int guest_mem_discard(const struct guest_mem *mem, uint64_t offset, uint64_t len)
+{
+	if (offset > mem->ram_size || len > mem->ram_size - offset)
+		return -EFAULT;
+	/* shmem is freed only by punching the file: MADV_DONTNEED would drop just this mapping. */
+	if (mem->fd >= 0)
+		return fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) < 0 ? -errno
+															  : 0;
+	return madvise(mem->base + offset, len, MADV_DONTNEED) < 0 ? -errno : 0;
 }
 
 void guest_mem_destroy(struct guest_mem *mem)

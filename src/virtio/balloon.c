@@ -1,8 +1,7 @@
 /* virtio-balloon (VIRTIO 1.x 5.5): inflate, deflate, statistics and free page
- * reporting over guest RAM that is a MAP_SHARED memfd. A page the guest puts
- * into the balloon, or reports free, is punched out of the memfd
- * (fallocate(PUNCH_HOLE)), which is what frees shmem: madvise(MADV_DONTNEED)
- * would only drop this process's mapping of it. The guest touching the page
+ * reporting. A page the guest puts into the balloon, or reports free, goes
+ * back to the host (guest_mem_discard: MADV_DONTNEED on anonymous RAM, a hole
+ * punched in the memfd when RAM is shared). The guest touching the page
  * again faults in a zero page, so deflating needs no work here.
  *
  * Queue numbering. VIRTIO 1.x 5.5.2 lists 0 inflateq, 1 deflateq, 2 statsq,
@@ -166,18 +165,20 @@ static int host_to_fd_offset(const struct guest_mem *mem, const void *p, uint64_
 
 static void discard_flush(struct virtio_balloon *b)
 {
+	int err;
+
 	if (!b->run_len)
 		return;
-	/* KEEP_SIZE: the memfd stays as large as guest RAM; the pages read back as zero. */
 	b->counters.discard_calls++;
-	if (fallocate(b->mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)b->run_start, (off_t)b->run_len) < 0)
-		warn_once(b, WARN_DISCARD, "cannot give guest pages back to the host (fallocate: %s)", strerror(errno));
+	err = guest_mem_discard(b->mem, b->run_start, b->run_len);
+	if (err)
+		warn_once(b, WARN_DISCARD, "cannot give guest pages back to the host: %s", strerror(-err));
 	else
 		b->counters.discarded_bytes += b->run_len;
 	b->run_len = 0;
 }
 
-/* Gather contiguous ranges into one fallocate call; the caller flushes. */
+/* Gather contiguous ranges into one discard (one fallocate or madvise call); the caller flushes. */
 static void discard_add(struct virtio_balloon *b, uint64_t off, uint64_t len)
 {
 	if (b->run_len && off == b->run_start + b->run_len) {

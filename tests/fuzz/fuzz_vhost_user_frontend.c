@@ -157,7 +157,7 @@ static void init(void)
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 
 	log_set_level(getenv("FUZZ_VERBOSE") ? LOG_DEBUG : LOG_ERROR);
-	if (guest_mem_create(&mem, RAM_SIZE))
+	if (guest_mem_create(&mem, RAM_SIZE, true))
 		abort();
 	if (virtq_init(&vq, &mem, QSIZE, 0x1000, 0x2000, 0x3000, true, true))
 		abort();

@@ -311,6 +311,54 @@ static void test_stream_split_and_joined(void **state)
 	json_decref(replies);
 }
 
+/* Wherever a read ends (inside a literal, a number, an escape, a UTF-8
+ * character), the command waits for the rest: one reply, no error. */
+static void test_split_anywhere(void **state)
+{
+	struct harness *h = *state;
+	static const char text[] = "{\"execute\": \"query-status\", \"id\": [-1.5e1, true, null, \"\\u00e9\xc3\xa9}{\"]}\n";
+	json_t *replies;
+
+	negotiate(h);
+	for (size_t cut = 1; cut < sizeof(text) - 1; cut++) {
+		qmp_session_input(&h->session, text, cut);
+		qmp_session_input(&h->session, text + cut, sizeof(text) - 1 - cut);
+		replies = take_replies(h);
+		assert_int_equal(json_array_size(replies), 1);
+		assert_non_null(json_object_get(json_array_get(replies, 0), "return"));
+		assert_int_equal(json_array_size(json_object_get(json_array_get(replies, 0), "id")), 4);
+		json_decref(replies);
+	}
+}
+
+/* Names the client sent come back in errors cut short and ASCII only: never no reply. */
+static void test_non_ascii_names_get_errors(void **state)
+{
+	struct harness *h = *state;
+	char text[1400];
+	char name[1100];
+	json_t *r;
+
+	negotiate(h);
+	memset(name, 'a', sizeof(name));
+	for (size_t i = 99; i + 2 < sizeof(name); i += 2)
+		memcpy(name + i, "\xc3\xa9", 2);
+	name[sizeof(name) - 1] = '\0';
+	snprintf(text, sizeof(text), "{\"execute\": \"%.601s\"}", name);
+	r = ask(h, text);
+	assert_string_equal(error_class(r), "CommandNotFound");
+	json_decref(r);
+	snprintf(text, sizeof(text), "{\"execute\": \"balloon\", \"arguments\": {\"value\": 1, \"%.601s\": 1}}", name);
+	r = ask(h, text);
+	assert_string_equal(error_class(r), "GenericError");
+	json_decref(r);
+	assert_int_equal(h->machine.balloon_guest_bytes, RAM);  /* the balloon was not touched */
+	snprintf(text, sizeof(text), "{\"%.601s\": 1}", name);
+	r = ask(h, text);
+	assert_string_equal(error_class(r), "GenericError");
+	json_decref(r);
+}
+
 /* More than the input buffer holds without a complete value: one error, and the session still works. */
 static void test_oversized_input(void **state)
 {
@@ -569,6 +617,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_malformed_json_keeps_session, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_split_and_joined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_split_anywhere, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_non_ascii_names_get_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balloon_arguments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_machine_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_human_commands, setup, teardown),

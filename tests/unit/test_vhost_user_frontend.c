@@ -426,7 +426,7 @@ static int common_setup(void)
 	if (!mkdtemp(dir))
 		return -1;
 	snprintf(sock_path, sizeof(sock_path), "%s/backend.sock", dir);
-	return guest_mem_create(&mem, RAM_SIZE);
+	return guest_mem_create(&mem, RAM_SIZE, true);
 }
 
 static void common_teardown(void)

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,16 +52,28 @@ static void actual_hook(void *ctx, uint64_t bytes)
 	calls->last = bytes;
 }
 
-static void open_device(uint64_t ram_size, bool deflate_on_oom)
+static void open_device_on(uint64_t ram_size, bool deflate_on_oom, bool shared_ram)
 {
 	struct virtio_balloon_options opts = { .deflate_on_oom = deflate_on_oom };
 
-	assert_int_equal(guest_mem_create(&mem, ram_size), 0);
+	assert_int_equal(guest_mem_create(&mem, ram_size, shared_ram), 0);
 	balloon = virtio_balloon_create(&mem, &opts);
 	assert_non_null(balloon);
 	vtd_init_mem(&d, balloon, &mem);
 	memset(&hook_calls, 0, sizeof(hook_calls));
 	virtio_balloon_set_actual_hook(balloon, actual_hook, &hook_calls);
+}
+
+static void open_device(uint64_t ram_size, bool deflate_on_oom)
+{
+	open_device_on(ram_size, deflate_on_oom, true);
+}
+
+static int setup_anonymous_ram(void **state)
+{
+	(void)state;
+	open_device_on(RAM_SIZE, false, false);
+	return 0;
 }
 
 static int teardown(void **state)
@@ -259,6 +272,43 @@ static void test_inflate_punches_pages_out_of_the_memfd(void **state)
 	assert_int_equal(host(PAGES_AT + 4 * PAGE, PAGE)[0], 0xAB);
 	assert_int_equal(host(PAGES_AT + 7 * PAGE, PAGE)[PAGE - 1], 0xAB);
 	assert_int_equal(host(PAGES_AT, PAGE)[0], 0);
+	assert_false(needs_reset());
+}
+
+/* Without vhost-user, guest RAM is anonymous memory: inflated pages are
+ * dropped with MADV_DONTNEED (no longer resident, read back as zero). */
+static bool resident(uint64_t gpa)
+{
+	unsigned char vec = 0;
+	uint8_t *p = host(gpa, PAGE);
+
+	assert_int_equal(mincore(p, PAGE, &vec), 0);
+	return vec & 1;
+}
+
+static void test_inflate_on_anonymous_ram(void **state)
+{
+	uint32_t pfns[3] = { (uint32_t)(PAGES_AT / PAGE) + 2, (uint32_t)(PAGES_AT / PAGE) + 3,
+			     (uint32_t)(PAGES_AT / PAGE) + 7 };
+	struct virtio_balloon_counters c;
+
+	(void)state;
+	assert_int_equal(mem.fd, -1);
+	bring_up(STATS_VQ | REPORTING, 4);
+	fill(PAGES_AT, 16 * PAGE, 0xCD);
+	offer(INFLATEQ, put_pfns(pfns, 3));
+	expect_used(INFLATEQ);
+	assert_false(resident(PAGES_AT + 2 * PAGE));
+	assert_false(resident(PAGES_AT + 3 * PAGE));
+	assert_false(resident(PAGES_AT + 7 * PAGE));
+	assert_true(resident(PAGES_AT + 4 * PAGE));
+	assert_int_equal(host(PAGES_AT + 2 * PAGE, PAGE)[0], 0);
+	assert_int_equal(host(PAGES_AT + 7 * PAGE, PAGE)[PAGE - 1], 0);
+	assert_int_equal(host(PAGES_AT + 4 * PAGE, PAGE)[0], 0xCD);
+	assert_int_equal(host(PAGES_AT + 6 * PAGE, PAGE)[PAGE - 1], 0xCD);
+	c = virtio_balloon_counters(balloon);
+	assert_int_equal(c.discarded_bytes, 3 * PAGE);
+	assert_int_equal(c.discard_calls, 2);
 	assert_false(needs_reset());
 }
 
@@ -767,6 +817,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_features_queues_and_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deflate_on_oom_is_an_option, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inflate_punches_pages_out_of_the_memfd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_inflate_on_anonymous_ram, setup_anonymous_ram, teardown),
 		cmocka_unit_test_setup_teardown(test_deflate_and_actual, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_actual_is_taken_whole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_target_raises_the_config_interrupt, setup, teardown),
