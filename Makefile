@@ -12,7 +12,7 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS_SAN := -fsanitize=address,undefined
 endif
 CFLAGS ?=
-LDLIBS := -luring -lseccomp -lpthread $(shell pkg-config --libs slirp)
+LDLIBS := -luring -lseccomp -ljansson -lpthread $(shell pkg-config --libs slirp)
 
 LIB_SRCS := $(shell find src -name '*.c' ! -name main.c | sort)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -29,8 +29,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -I. -fsanitize=fuzzer,address,undefined
 FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/virtio/net.c src/virtio/balloon.c src/backend/block_file.c \
-	src/util/guest_mem.c src/util/iov.c src/util/log.c src/hw/e1000.c src/hw/pci.c src/vhost/vhost_user.c \
-	src/vhost/vhost_user_backend.c src/vhost/vhost_user_frontend.c src/util/csum.c tools/offload.c
+	src/util/guest_mem.c src/util/iov.c src/util/log.c src/hw/e1000.c src/hw/i8042.c src/hw/pci.c src/vhost/vhost_user.c \
+	src/vhost/vhost_user_backend.c src/vhost/vhost_user_frontend.c src/util/csum.c tools/offload.c \
+	src/monitor/monitor.c src/monitor/qmp.c src/monitor/commands.c src/monitor/hmp.c src/util/event_loop.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 600
@@ -78,7 +79,7 @@ test-unit: unit
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luring
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luring -ljansson
 
 fuzz-build: $(FUZZ_TARGETS)
 

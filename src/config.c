@@ -58,6 +58,10 @@ static const char run_usage[] =
 	"                     kernel's vhost-net) or on user-mode networking (10.0.2.0/24,\n"
 	"                     host 10.0.2.2, DNS 10.0.2.3, DHCP from 10.0.2.15); queues > 1\n"
 	"                     offers multiqueue; e1000 is a fully emulated Intel 82540EM\n"
+	"  --monitor unix:PATH\n"
+	"                     a QMP monitor (QEMU's JSON protocol) on a UNIX socket, for\n"
+	"                     clients written for QEMU; human commands go through its\n"
+	"                     human-monitor-command, or Ctrl-A c on this terminal\n"
 	"  --seccomp on|off|log\n"
 	"                     the syscall filter kvio runs under once the VM is set up:\n"
 	"                     on (default) stops kvio with one line naming a syscall off\n"
@@ -157,7 +161,7 @@ static int copy_socket_path(const char *option, const char *src, char dst[CONFIG
 }
 
 enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE, OPT_NET,
-       OPT_SECCOMP, OPT_BALLOON, OPT_BALLOON_DEFLATE_ON_OOM };
+       OPT_SECCOMP, OPT_BALLOON, OPT_BALLOON_DEFLATE_ON_OOM, OPT_MONITOR };
 
 int config_parse_mac(const char *s, uint8_t mac[6])
 {
@@ -444,6 +448,7 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
+		{ "monitor", required_argument, NULL, OPT_MONITOR },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -519,6 +524,14 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 			cfg->seccomp = (enum sandbox_mode)mode;
 			break;
 		}
+		case OPT_MONITOR:
+			if (strncmp(optarg, "unix:", 5) || !optarg[5] || strlen(optarg + 5) >= sizeof(cfg->monitor_path)) {
+				print_error(err, "--monitor: '%s' is not unix:PATH (a path of 1 to %zu bytes)", optarg,
+					    sizeof(cfg->monitor_path) - 1);
+				return CONFIG_INVALID;
+			}
+			strcpy(cfg->monitor_path, optarg + 5);
+			break;
 		case 'h':
 			fputs(run_usage, out);
 			return CONFIG_DONE;

@@ -79,6 +79,7 @@ struct vm_config {
 	struct net_config nics[CONFIG_MAX_NICS];
 	unsigned int nr_nics;
 	enum sandbox_mode seccomp;  /* default on */
+	char monitor_path[CONFIG_SOCKET_PATH_MAX];  /* --monitor unix:PATH; empty: no QMP socket */
 };
 
 enum config_status {

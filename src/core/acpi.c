@@ -1,13 +1,15 @@
 /* ACPI tables (ACPI 6.x). Hardware-reduced ACPI is the small way to give a
  * Linux guest a power-off path: no PM1 blocks, no SCI handler, just a sleep
  * control register. The MADT is also how the guest finds its CPUs and IOAPIC,
- * and the DSDT's PCI root bridge is how it finds bus 0. */
+ * the DSDT's PCI root bridge is how it finds bus 0, and the DSDT's COM1 and
+ * PS/2 keyboard devices are how it finds their ports and ISA interrupts. */
 #include "core/acpi.h"
 
 #include <stdbool.h>
 #include <string.h>
 
 #include "hw/acpi_pm.h"
+#include "hw/i8042.h"
 #include "hw/pci.h"
 #include "hw/serial8250.h"
 
@@ -82,6 +84,7 @@ _Static_assert(__builtin_offsetof(struct acpi_fadt, sleep_control) == 244, "FADT
 #define FADT_PWR_BUTTON (1U << 4)      /* no fixed-feature power button */
 #define FADT_SLP_BUTTON (1U << 5)      /* no fixed-feature sleep button */
 #define FADT_HW_REDUCED_ACPI (1U << 20)
+#define FADT_BOOT_8042 (1U << 1)        /* an i8042 exists: Linux probes it even if PNP finds no device */
 #define FADT_BOOT_NO_VGA (1U << 2)
 #define FADT_BOOT_NO_CMOS_RTC (1U << 5) /* wall-clock time comes from kvm-clock */
 
@@ -261,6 +264,28 @@ static void aml_prt(struct aml *a)
 	aml_close(a, table);
 }
 
+/* Device(NAME) { _HID (an EISA id), _UID 0, _CRS (a resource template ending in its end tag) } */
+static void aml_isa_device(struct aml *a, const char name[4], uint32_t eisa_id, const uint8_t *resources, size_t len)
+{
+	static const uint8_t device_op[] = { 0x5B, 0x82 }, buffer_op[] = { AML_BUFFER };
+	size_t device, crs;
+
+	device = aml_open(a, device_op, sizeof(device_op));
+	aml_bytes(a, name, 4);
+	aml_name(a, "_HID");
+	aml_byte(a, AML_DWORD_PREFIX);
+	aml_le(a, eisa_id, 4);
+	aml_name(a, "_UID");
+	aml_byte(a, AML_ZERO);
+	aml_name(a, "_CRS");
+	crs = aml_open(a, buffer_op, sizeof(buffer_op));
+	aml_byte(a, AML_BYTE_PREFIX);
+	aml_byte(a, (uint8_t)len);
+	aml_bytes(a, resources, len);
+	aml_close(a, crs);
+	aml_close(a, device);
+}
+
 size_t acpi_build_dsdt_aml(uint8_t *buf, size_t size)
 {
 	static const uint8_t scope_op[] = { AML_SCOPE }, device_op[] = { 0x5B, 0x82 };
@@ -273,28 +298,24 @@ size_t acpi_build_dsdt_aml(uint8_t *buf, size_t size)
 		0x22, 1 << SERIAL_COM1_IRQ, 0x00,  /* IRQNoFlags() { 4 }: edge, active high */
 		0x79, 0x00,
 	};
+	static const uint8_t kbd_resources[] = {
+		0x47, 0x01, I8042_DATA_PORT, 0x00, I8042_DATA_PORT, 0x00, 0x01, 0x01,       /* IO(Decode16, 0x60, 0x60, 1, 1) */
+		0x47, 0x01, I8042_COMMAND_PORT, 0x00, I8042_COMMAND_PORT, 0x00, 0x01, 0x01, /* IO(Decode16, 0x64, 0x64, 1, 1) */
+		0x22, 1 << I8042_KBD_IRQ, 0x00,  /* IRQNoFlags() { 1 } */
+		0x79, 0x00,
+	};
 	struct aml a = { .buf = buf, .size = size };
 	size_t scope, device, crs, crs_bytes, s5;
 
 	scope = aml_open(&a, scope_op, sizeof(scope_op));
 	aml_bytes(&a, "\\_SB_", 5);
 
-	/* COM1. Hardware-reduced ACPI has no legacy PIC, so Linux sets up no ISA
-	 * IRQs by itself: the UART's interrupt reaches it only through this _CRS. */
-	device = aml_open(&a, device_op, sizeof(device_op));
-	aml_bytes(&a, "COM1", 4);
-	aml_name(&a, "_HID");
-	aml_byte(&a, AML_DWORD_PREFIX);
-	aml_le(&a, 0x0105D041, 4);  /* EisaId("PNP0501"): 16550A-compatible UART */
-	aml_name(&a, "_UID");
-	aml_byte(&a, AML_ZERO);
-	aml_name(&a, "_CRS");
-	crs = aml_open(&a, buffer_op, sizeof(buffer_op));
-	aml_byte(&a, AML_BYTE_PREFIX);
-	aml_byte(&a, sizeof(com1_resources));
-	aml_bytes(&a, com1_resources, sizeof(com1_resources));
-	aml_close(&a, crs);
-	aml_close(&a, device);
+	/* Hardware-reduced ACPI has no legacy PIC, so Linux sets up no ISA IRQs
+	 * by itself: the UART's and the keyboard's interrupts reach it only through
+	 * these _CRS. The keyboard device is also what makes Linux's i8042 driver
+	 * probe at all (and, with no PS/2 mouse device beside it, skip the aux port). */
+	aml_isa_device(&a, "COM1", 0x0105D041, com1_resources, sizeof(com1_resources));  /* EisaId("PNP0501"): 16550A */
+	aml_isa_device(&a, "KBD_", 0x0303D041, kbd_resources, sizeof(kbd_resources));    /* EisaId("PNP0303"): PS/2 keyboard */
 
 	device = aml_open(&a, device_op, sizeof(device_op));
 	aml_bytes(&a, "PCI0", 4);
@@ -391,7 +412,7 @@ int acpi_build_tables(const struct guest_mem *mem, unsigned int nr_cpus, uint64_
 	fill_header(&fadt->header, "FACP", sizeof(*fadt), 6);
 	fadt->x_dsdt = base + dsdt_off;
 	fadt->flags = FADT_HW_REDUCED_ACPI | FADT_PWR_BUTTON | FADT_SLP_BUTTON;
-	fadt->iapc_boot_arch = FADT_BOOT_NO_VGA | FADT_BOOT_NO_CMOS_RTC;
+	fadt->iapc_boot_arch = FADT_BOOT_8042 | FADT_BOOT_NO_VGA | FADT_BOOT_NO_CMOS_RTC;
 	fadt->minor_revision = 1;
 	fadt->sleep_control = io_port_register(ACPI_PM_PORT + ACPI_PM_SLEEP_CONTROL);
 	fadt->sleep_status = io_port_register(ACPI_PM_PORT + ACPI_PM_SLEEP_STATUS);

@@ -1,5 +1,6 @@
 /* ACPI tables for the guest: RSDP, XSDT, a hardware-reduced FADT, a DSDT with
- * the PCI root bridge and \_S5 for poweroff, and a MADT listing the CPUs. */
+ * COM1, the PS/2 keyboard, the PCI root bridge and \_S5 for poweroff, and a
+ * MADT listing the CPUs. */
 #ifndef KVIO_CORE_ACPI_H
 #define KVIO_CORE_ACPI_H
 

@@ -23,7 +23,8 @@
  * The list is kept short instead by what the command line asks for (socket
  * calls only with --net user, TUN ioctls only with a tap, vhost ioctls only
  * with vhost=on|auto, io_uring only with a disk, fd passing over UNIX
- * sockets only with vhost-user, the timerfd only with an e1000 or a balloon,
+ * sockets only with vhost-user, accepting connections only with --monitor,
+ * the timerfd only with an e1000 or a balloon,
  * punching holes in guest RAM only with a balloon) and by
  * arguments: ioctl by request number, clone for threads only (clone3 answers
  * ENOSYS, so glibc falls back to clone, whose flags a filter can see), no
@@ -114,6 +115,8 @@ static const unsigned long base_ioctls[] = {
 	KVM_IRQ_LINE,                     /* COM1; the INTx lines of virtio (without MSI-X) and e1000 */
 	KVM_SET_GSI_ROUTING, KVM_IRQFD,   /* MSI-X vectors as the guest programs them */
 	TCGETS, TCSETS,                   /* the terminal: isatty, raw mode, restoring it */
+	/* the monitor's stop and cont (on the console's too): the guest clock held while paused */
+	KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_KVMCLOCK_CTRL,
 };
 
 /* --net tap=: offloads the guest accepted, queue pairs its control queue selects. */
@@ -153,7 +156,12 @@ static const int vhost_user_syscalls[] = {
 	SCMP_SYS(shutdown),  /* a failed exchange drops the connection for the watcher to see */
 };
 
-/* --disk: the io_uring the block backend submits to and waits on. */
+/* --monitor: QMP clients connect, and one that reads nothing of its replies is cut off. */
+static const int monitor_syscalls[] = { SCMP_SYS(accept4), SCMP_SYS(shutdown) };
+
+/* --disk: the io_uring the block backend submits to and waits on. What the
+ * ring does is not seccomp's to see: block_file.c restricts each ring to its
+ * image and its four operations before enabling it. */
 static const int disk_syscalls[] = { SCMP_SYS(io_uring_enter) };
 
 #ifdef SANDBOX_SANITIZED
@@ -246,12 +254,12 @@ static int allow_with_arguments(scmp_filter_ctx ctx, bool user_net)
 }
 
 struct needs {
-	bool user_net, tap, vhost, disk, e1000, vhost_user, balloon;
+	bool user_net, tap, vhost, disk, e1000, vhost_user, balloon, monitor;
 };
 
 static struct needs needs_of(const struct vm_config *cfg)
 {
-	struct needs n = { .balloon = cfg->balloon };
+	struct needs n = { .balloon = cfg->balloon, .monitor = cfg->monitor_path[0] != '\0' };
 
 	for (unsigned int i = 0; i < cfg->nr_disks; i++) {
 		if (cfg->disks[i].vhost_user)
@@ -304,6 +312,8 @@ static int add_rules(scmp_filter_ctx ctx, const struct vm_config *cfg)
 					      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFFFFFFFFULL,
 						      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE));
 	}
+	if (n.monitor)
+		err = err ?: allow_all(ctx, monitor_syscalls, ARRAY_SIZE(monitor_syscalls));
 	if (n.vhost_user) {
 		err = err ?: allow_all(ctx, vhost_user_syscalls, ARRAY_SIZE(vhost_user_syscalls));
 		err = err ?: seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));

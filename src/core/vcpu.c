@@ -194,6 +194,53 @@ static bool handle_exit(struct vcpu *vcpu)
 	return false;
 }
 
+/* Wait at the gate while the VM is paused and not stopping. */
+static void park_if_paused(struct vcpu *vcpu)
+{
+	struct vcpu_gate *gate = &vcpu->vm->vcpu_gate;
+
+	if (!atomic_load(&gate->paused))
+		return;
+	pthread_mutex_lock(&gate->lock);
+	gate->parked++;
+	pthread_cond_broadcast(&gate->cond);
+	while (atomic_load(&gate->paused) && atomic_load(&vcpu->vm->stop_reason) == VM_RUNNING)
+		pthread_cond_wait(&gate->cond, &gate->lock);
+	gate->parked--;
+	pthread_mutex_unlock(&gate->lock);
+}
+
+void vcpus_pause(struct vm *vm)
+{
+	struct vcpu_gate *gate = &vm->vcpu_gate;
+	unsigned int started = 0;
+
+	atomic_store(&gate->paused, true);
+	/* paused is set before immediate_exit: a thread that clears
+	 * immediate_exit after an EINTR then sees paused at the loop's top. */
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		if (!vm->vcpus[i].thread_started)
+			continue;
+		started++;
+		vm->vcpus[i].run->immediate_exit = 1;
+		pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
+	}
+	pthread_mutex_lock(&gate->lock);
+	while (gate->parked < started && atomic_load(&vm->stop_reason) == VM_RUNNING)
+		pthread_cond_wait(&gate->cond, &gate->lock);
+	pthread_mutex_unlock(&gate->lock);
+}
+
+void vcpus_resume(struct vm *vm)
+{
+	struct vcpu_gate *gate = &vm->vcpu_gate;
+
+	pthread_mutex_lock(&gate->lock);
+	atomic_store(&gate->paused, false);
+	pthread_cond_broadcast(&gate->cond);
+	pthread_mutex_unlock(&gate->lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -205,8 +252,12 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&kick);
 	sigaddset(&kick, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	atomic_store(&vcpu->tid, (int)gettid());
 
 	while (atomic_load(&vcpu->vm->stop_reason) == VM_RUNNING) {
+		park_if_paused(vcpu);
+		if (atomic_load(&vcpu->vm->stop_reason) != VM_RUNNING)
+			break;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vcpu->run->immediate_exit = 0;

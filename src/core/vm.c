@@ -23,6 +23,7 @@
 #include "core/cpuid.h"
 #include "core/e1000_kvm.h"
 #include "core/irq.h"
+#include "core/machine.h"
 #include "core/sandbox.h"
 #include "core/vcpu.h"
 #include "core/virtio_kvm.h"
@@ -55,25 +56,6 @@
 #define EXIT_SETUP_ERROR 2
 #define EXIT_RUNTIME_ERROR 1
 
-#define MAX_VIRTIO_DEVICES 8
-
-/* The emulated PC around the vCPUs. */
-struct machine {
-	struct serial8250 com1;
-	struct i8042 kbc;
-	struct acpi_pm pm;
-	struct pci_bus pci;
-	struct io_pool io;  /* the shared I/O thread first, then per-queue-group ones */
-	struct virtio_kvm_device *virtio[MAX_VIRTIO_DEVICES];
-	unsigned int nr_virtio;
-	struct e1000_kvm *e1000[CONFIG_MAX_NICS];
-	unsigned int nr_e1000;
-	uint64_t next_bar;
-	uint16_t next_io_port;
-	struct virtio_dev *hvc;     /* the virtio-console the terminal feeds, if any */
-	struct virtio_dev *balloon; /* the virtio-balloon, if any: the monitor's handle */
-};
-
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
 {
 	int expected = VM_RUNNING;
@@ -82,6 +64,10 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason)
 	if (atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason) &&
 	    write(vm->stop_eventfd, &one, sizeof(one)) < 0)
 		log_error("cannot signal VM stop: %s", strerror(errno));
+	/* Paused vCPUs, and a monitor waiting for them to park, look at the stop reason. */
+	pthread_mutex_lock(&vm->vcpu_gate.lock);
+	pthread_cond_broadcast(&vm->vcpu_gate.cond);
+	pthread_mutex_unlock(&vm->vcpu_gate.lock);
 }
 
 /* True if the CPU has VT-x or AMD-V: what KVM needs to run an unmodified guest. */
@@ -282,6 +268,11 @@ static void com1_set_irq(void *ctx, int level)
 	vm_irq_line(ctx, SERIAL_COM1_IRQ, level);
 }
 
+static void kbd_set_irq(void *ctx, int level)
+{
+	vm_irq_line(ctx, I8042_KBD_IRQ, level);
+}
+
 static void reset_requested(void *ctx)
 {
 	vm_request_stop(ctx, VM_STOP_REBOOT);
@@ -382,14 +373,19 @@ static struct net_backend *open_net_backend(const struct net_config *nic)
 /* A NIC of either model on its backend. Without mac=, NIC i gets
  * 52:54:00:12:34:(56 + i), the addresses QEMU hands out, so guest-side setups
  * written for QEMU carry over. */
+void machine_nic_mac(const struct net_config *nic, unsigned int index, uint8_t mac[6])
+{
+	const uint8_t qemu_default[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + index) };
+
+	memcpy(mac, nic->mac_set ? nic->mac : qemu_default, 6);
+}
+
 static int add_nic(struct vm *vm, struct machine *m, const struct net_config *nic, unsigned int index)
 {
-	struct virtio_net_options opts = { .queue_pairs = nic->queues,
-					   .mac = { 0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + index) } };
+	struct virtio_net_options opts = { .queue_pairs = nic->queues };
 	struct virtio_dev *vdev;
 
-	if (nic->mac_set)
-		memcpy(opts.mac, nic->mac, sizeof(opts.mac));
+	machine_nic_mac(nic, index, opts.mac);
 	opts.backend = open_net_backend(nic);
 	if (!opts.backend)
 		return -1;
@@ -407,6 +403,17 @@ static int add_nic(struct vm *vm, struct machine *m, const struct net_config *ni
 	return add_virtio(vm, m, vdev, virtio_net_destroy);
 }
 
+/* For the monitor's query-block: a regular file's or a block device's size, 0 if unknown. */
+static uint64_t file_size(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	return end > 0 ? (uint64_t)end : 0;
+}
+
 /* The PCI devices the command line asks for: a new device is one line here. */
 static int add_pci_devices(struct vm *vm, const struct vm_config *cfg, struct machine *m)
 {
@@ -418,6 +425,8 @@ static int add_pci_devices(struct vm *vm, const struct vm_config *cfg, struct ma
 			.path = d->path, .read_only = d->read_only, .id = d->id, .queues = d->queues,
 		};
 
+		if (!d->vhost_user)
+			m->disk_bytes[i] = file_size(d->path);
 		if (d->vhost_user ? add_virtio(vm, m, vhost_user_blk_create(d->path, d->queues), vhost_user_blk_destroy)
 				  : add_virtio(vm, m, virtio_blk_create(&opts), virtio_blk_destroy))
 			return -1;
@@ -432,6 +441,7 @@ static int add_pci_devices(struct vm *vm, const struct vm_config *cfg, struct ma
 		m->balloon = virtio_balloon_create(&vm->mem, &balloon);
 		if (add_virtio(vm, m, m->balloon, virtio_balloon_destroy))
 			return -1;
+		virtio_balloon_set_actual_hook(m->balloon, machine_balloon_changed, m);
 	}
 	if (cfg->virtio_console) {
 		m->hvc = virtio_console_create(STDOUT_FILENO);
@@ -446,8 +456,14 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 	int err = 0;
 
 	memset(m, 0, sizeof(*m));  /* device counts and pointers start empty */
+	m->vm = vm;
+	m->cfg = cfg;
+	/* The socket now: the sandbox allows no bind or listen later. */
+	m->mon = monitor_create(cfg->monitor_path[0] ? cfg->monitor_path : NULL, &machine_monitor_ops, m);
+	if (!m->mon)
+		return -1;
 	serial8250_init(&m->com1, STDOUT_FILENO, com1_set_irq, vm);
-	i8042_init(&m->kbc, reset_requested, vm);
+	i8042_init(&m->kbc, reset_requested, kbd_set_irq, vm);
 	acpi_pm_init(&m->pm, poweroff_requested, vm);
 	pci_bus_init(&m->pci);
 	m->next_bar = PCI_MMIO32_START;
@@ -480,6 +496,7 @@ static void teardown_machine(struct machine *m)
 		e1000_kvm_remove(m->e1000[i]);
 	pci_bus_destroy(&m->pci);
 	serial8250_destroy(&m->com1);
+	monitor_destroy(m->mon);
 }
 
 /* Signals that stop the VM; read through a signalfd by the main loop. */
@@ -525,6 +542,8 @@ static int exit_status(const struct vm *vm)
 	case VM_STOP_POWEROFF:
 	case VM_STOP_REBOOT:
 	case VM_STOP_QUIT:
+	case VM_STOP_MONITOR_QUIT:
+	case VM_STOP_MONITOR_RESET:
 		return 0;
 	case VM_STOP_SIGNAL:
 		return 128 + vm->stop_signal;
@@ -533,12 +552,42 @@ static int exit_status(const struct vm *vm)
 	}
 }
 
+static char *console_monitor(void *ctx, const char *line)
+{
+	return monitor_human(ctx, line);
+}
+
+/* QMP's SHUTDOWN event: who asked (the guest or the host) and QEMU's ShutdownCause. */
+static void announce_shutdown(struct vm *vm, struct monitor *mon)
+{
+	static const struct {
+		bool guest;
+		const char *reason;
+	} causes[] = {
+		[VM_STOP_POWEROFF] = { true, "guest-shutdown" },
+		[VM_STOP_REBOOT] = { true, "guest-reset" },
+		[VM_STOP_QUIT] = { false, "host-ui" },
+		[VM_STOP_MONITOR_QUIT] = { false, "host-qmp-quit" },
+		[VM_STOP_MONITOR_RESET] = { false, "host-qmp-system-reset" },
+		[VM_STOP_SIGNAL] = { false, "host-signal" },
+		[VM_STOP_ERROR] = { false, "host-error" },
+	};
+	int reason = atomic_load(&vm->stop_reason);
+
+	if (reason <= VM_RUNNING || reason > VM_STOP_ERROR)
+		return;
+	monitor_emit(mon, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", causes[reason].guest, "reason",
+						 causes[reason].reason));
+	monitor_flush(mon, 500);
+}
+
 static int run_until_stopped(struct vm *vm, struct machine *m)
 {
 	struct main_loop ml = { .vm = vm, .loop = { .epoll_fd = -1 } };
 	struct term_input console = {
 		.sink = m->hvc ? hvc_input : serial_input, .sink_ctx = m->hvc ? (void *)m->hvc : (void *)&m->com1,
 		.quit = quit_requested, .quit_ctx = vm,
+		.monitor = console_monitor, .monitor_ctx = m->mon,
 	};
 	unsigned int started = 0;
 	sigset_t mask;
@@ -554,6 +603,8 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 		log_error("cannot set up the main loop: %s", strerror(errno));
 		goto out;
 	}
+	if (monitor_start(m->mon, &ml.loop))
+		goto out;
 
 	term_init();
 	if (term_start_input(&console) || io_pool_start(&m->io))
@@ -565,6 +616,7 @@ static int run_until_stopped(struct vm *vm, struct machine *m)
 		ret = 0;
 	if (started < vm->nr_vcpus)
 		vm_request_stop(vm, VM_STOP_ERROR);
+	announce_shutdown(vm, m->mon);
 
 	for (unsigned int i = 0; i < started; i++)
 		vcpu_stop(&vm->vcpus[i]);
@@ -618,6 +670,8 @@ int vm_run(const struct vm_config *cfg)
 	vcpu_install_kick_handler();
 
 	atomic_init(&vm.stop_reason, VM_RUNNING);
+	pthread_mutex_init(&vm.vcpu_gate.lock, NULL);
+	pthread_cond_init(&vm.vcpu_gate.cond, NULL);
 	vm.nr_vcpus = cfg->cpus;
 	iobus_init(&vm.pio, "pio");
 	iobus_init(&vm.mmio, "mmio");
@@ -657,6 +711,10 @@ int vm_run(const struct vm_config *cfg)
 		log_info("stopped by signal %d", vm.stop_signal);
 	else if (atomic_load(&vm.stop_reason) == VM_STOP_QUIT)
 		log_info("terminated by Ctrl-A x");
+	else if (atomic_load(&vm.stop_reason) == VM_STOP_MONITOR_QUIT)
+		log_info("quit by the monitor");
+	else if (atomic_load(&vm.stop_reason) == VM_STOP_MONITOR_RESET)
+		log_info("reset by the monitor (kvio exits on a reset)");
 out:
 	if (machine_ready)
 		teardown_machine(&machine);

@@ -3,7 +3,9 @@
 #ifndef KVIO_CORE_VM_H
 #define KVIO_CORE_VM_H
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -20,8 +22,18 @@ enum vm_stop_reason {
 	VM_STOP_POWEROFF,   /* guest powered off through ACPI */
 	VM_STOP_REBOOT,     /* guest reset (i8042 pulse or triple fault): kvio exits like Firecracker */
 	VM_STOP_QUIT,       /* Ctrl-A x on the console */
+	VM_STOP_MONITOR_QUIT,   /* the monitor's quit */
+	VM_STOP_MONITOR_RESET,  /* the monitor's system_reset: kvio exits as on a guest reset */
 	VM_STOP_SIGNAL,     /* SIGINT/SIGTERM/SIGHUP */
 	VM_STOP_ERROR,      /* a vCPU hit something it cannot handle */
+};
+
+/* Where paused vCPUs wait (vcpus_pause in core/vcpu.h). */
+struct vcpu_gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	_Atomic bool paused;
+	unsigned int parked;
 };
 
 struct vm {
@@ -38,6 +50,7 @@ struct vm {
 	_Atomic int stop_reason;
 	int stop_signal;
 	int stop_eventfd;   /* written once a stop reason is set, wakes the main loop */
+	struct vcpu_gate vcpu_gate;
 };
 
 /* Boot cfg and run until the guest or the user stops it. Returns the process

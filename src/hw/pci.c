@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "util/bytes.h"
+
 #define CONFIG_ADDRESS_ENABLE 0x80000000U
 
 static void put16(uint8_t *p, uint16_t v)
@@ -60,6 +62,29 @@ int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, 
 	put32(&dev->config[offset], flags);
 	put32(&dev->wmask[offset], (uint32_t)mask & ~0xFU);
 	return 0;
+}
+
+bool pci_device_bar(const struct pci_device *dev, unsigned int bar, struct pci_bar_info *info)
+{
+	unsigned int offset = PCI_BASE_ADDRESS_0 + bar * 4;
+	uint32_t value, mask;
+	uint64_t high_mask = 0xFFFFFFFFULL << 32, high = 0;
+
+	if (bar >= PCI_BARS)
+		return false;
+	value = get_le32(&dev->config[offset]);
+	mask = get_le32(&dev->wmask[offset]);
+	if (!mask)
+		return false;  /* no BAR, or the upper half of a 64-bit one */
+	info->io = value & PCI_BASE_ADDRESS_SPACE_IO;
+	info->mem64 = !info->io && (value & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64;
+	if (info->mem64 && bar + 1 < PCI_BARS) {
+		high_mask = (uint64_t)get_le32(&dev->wmask[offset + 4]) << 32;
+		high = (uint64_t)get_le32(&dev->config[offset + 4]) << 32;
+	}
+	info->size = ~(high_mask | mask | 0xFULL) + 1;
+	info->address = high | (value & (info->io ? ~0x3U : ~0xFU));
+	return true;
 }
 
 void pci_bus_init(struct pci_bus *bus)

@@ -74,6 +74,14 @@ void pci_device_init(struct pci_device *dev, const char *name, uint16_t vendor, 
 /* Declare BAR bar of size bytes (a power of two); MEM64 takes two BAR slots. */
 int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, enum pci_bar_type type);
 
+struct pci_bar_info {
+	uint64_t address, size;
+	bool io, mem64;
+};
+/* BAR bar as the guest programmed it; false if the device has none there
+ * (or bar is the upper half of a 64-bit BAR). Call with the bus lock held. */
+bool pci_device_bar(const struct pci_device *dev, unsigned int bar, struct pci_bar_info *info);
+
 /* Config-space access to one device, through its write mask. */
 uint32_t pci_device_config_read(struct pci_device *dev, unsigned int offset, unsigned int size);
 void pci_device_config_write(struct pci_device *dev, unsigned int offset, uint32_t value, unsigned int size);

@@ -29,6 +29,13 @@ int event_loop_add(struct event_loop *loop, struct event_handler *handler, uint3
 	return epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, handler->fd, &ev) < 0 ? -errno : 0;
 }
 
+int event_loop_modify(struct event_loop *loop, struct event_handler *handler, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = handler };
+
+	return epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, handler->fd, &ev) < 0 ? -errno : 0;
+}
+
 int event_loop_remove(struct event_loop *loop, struct event_handler *handler)
 {
 	return epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, handler->fd, NULL) < 0 ? -errno : 0;

@@ -19,6 +19,7 @@ int event_loop_init(struct event_loop *loop);
 void event_loop_destroy(struct event_loop *loop);
 /* The handler must outlive its registration; events are EPOLLIN/EPOLLOUT bits. */
 int event_loop_add(struct event_loop *loop, struct event_handler *handler, uint32_t events);
+int event_loop_modify(struct event_loop *loop, struct event_handler *handler, uint32_t events);
 int event_loop_remove(struct event_loop *loop, struct event_handler *handler);
 /* Dispatch until event_loop_stop() is called from a callback. Returns 0 or -errno. */
 int event_loop_run(struct event_loop *loop);

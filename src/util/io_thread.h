@@ -10,9 +10,19 @@
 
 #define IO_THREAD_NAME_MAX 16  /* what the kernel keeps of a thread name, NUL included */
 
+/* Where a pool's paused threads wait. */
+struct io_gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool paused;
+	unsigned int parked;
+};
+
 struct io_thread {
 	struct event_loop loop;
 	struct event_handler stop;
+	struct event_handler pause;  /* an eventfd: go and wait at gate */
+	struct io_gate *gate;        /* the pool's; NULL outside a pool */
 	pthread_t thread;
 	bool running;
 	char name[IO_THREAD_NAME_MAX];
@@ -38,6 +48,7 @@ struct io_pool {
 	char names[IO_POOL_MAX_THREADS][IO_THREAD_NAME_MAX];
 	unsigned int nr_threads;
 	bool started;
+	struct io_gate gate;
 };
 
 /* A new thread in the pool (running at once if the pool is), or NULL. */
@@ -50,6 +61,11 @@ static inline struct io_thread *io_pool_shared(struct io_pool *pool)
 int io_pool_start(struct io_pool *pool);
 /* Stop and join every thread; no handler runs after this returns. */
 void io_pool_stop(struct io_pool *pool);
+/* Park every running thread between two handlers and return once all are
+ * (the monitor's stop), or let them go on (cont). Stopping the pool lets
+ * parked threads go first. */
+void io_pool_pause(struct io_pool *pool);
+void io_pool_resume(struct io_pool *pool);
 void io_pool_destroy(struct io_pool *pool);
 
 #endif

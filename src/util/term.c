@@ -44,14 +44,51 @@ void term_init(void)
 	tcsetattr(STDIN_FILENO, TCSANOW, &raw);
 }
 
-static void print_escape_help(void)
+static void echo(const struct term_escape *state, const char *text, size_t len)
 {
-	static const char help[] = "\r\nC-a h    print this help\r\n"
-				   "C-a x    exit kvio\r\n"
-				   "C-a C-a  send C-a to the guest\r\n";
-
-	if (write(STDERR_FILENO, help, sizeof(help) - 1) < 0) {
+	if (write(state->echo_fd ? state->echo_fd : STDERR_FILENO, text, len) < 0) {
 		/* Nothing useful to do if the terminal is gone. */
+	}
+}
+
+static void echo_str(const struct term_escape *state, const char *text)
+{
+	echo(state, text, strlen(text));
+}
+
+static void print_escape_help(const struct term_escape *state)
+{
+	echo_str(state, "\r\nC-a h    print this help\r\n"
+			"C-a x    exit kvio\r\n"
+			"C-a c    switch between the guest console and the monitor\r\n"
+			"C-a C-a  send C-a to the guest\r\n");
+}
+
+#define MONITOR_PROMPT "(kvio) "
+
+/* Output processing is on in raw mode (OPOST), so "\n" reaches the screen as "\r\n". */
+static void monitor_key(struct term_escape *state, const struct term_input *input, uint8_t c)
+{
+	if (c == '\r' || c == '\n') {
+		char *out;
+
+		state->line[state->line_len] = '\0';
+		echo_str(state, "\n");
+		out = input->monitor(input->monitor_ctx, state->line);
+		if (out)
+			echo_str(state, out);
+		free(out);
+		state->line_len = 0;
+		if (state->in_monitor)
+			echo_str(state, MONITOR_PROMPT);
+	} else if (c == 0x7F || c == '\b') {
+		if (state->line_len) {
+			state->line_len--;
+			echo_str(state, "\b \b");
+		}
+	} else if (c >= 0x20 && c < 0x7F && state->line_len < sizeof(state->line) - 1) {
+		state->line[state->line_len++] = (char)c;
+		echo(state, (const char *)&c, 1);
 	}
 }
 
@@ -66,6 +103,8 @@ size_t term_filter_escapes(struct term_escape *state, const struct term_input *i
 		if (!state->after_escape) {
 			if (c == TERM_ESCAPE_CHAR)
 				state->after_escape = 1;
+			else if (state->in_monitor)
+				monitor_key(state, input, c);
 			else
 				out[n++] = c;
 			continue;
@@ -79,10 +118,20 @@ size_t term_filter_escapes(struct term_escape *state, const struct term_input *i
 		case 'h':
 		case 'H':
 		case '?':
-			print_escape_help();
+			print_escape_help(state);
+			break;
+		case 'c':
+		case 'C':
+			if (!input->monitor)
+				break;
+			state->in_monitor = !state->in_monitor;
+			state->line_len = 0;
+			echo_str(state, state->in_monitor ? "\r\nkvio monitor: 'help' lists the commands, C-a c returns to the guest\r\n"
+							  MONITOR_PROMPT : "\r\n");
 			break;
 		default:
-			out[n++] = c;  /* C-a C-a sends C-a; C-a followed by anything else sends that */
+			if (!state->in_monitor)
+				out[n++] = c;  /* C-a C-a sends C-a; C-a followed by anything else sends that */
 			break;
 		}
 	}

@@ -108,8 +108,14 @@ static void config_after_write(struct pci_device *pci, unsigned int offset, unsi
 
 	/* INTx disable, MSI-X enable and the function mask change where interrupts go. */
 	if (touches(offset, size, PCI_COMMAND, 2) || touches(offset, size, CAP_MSIX + PCI_MSIX_FLAGS, 2)) {
+		uint16_t command, flags;
+
+		memcpy(&command, &pci->config[PCI_COMMAND], 2);
+		memcpy(&flags, &pci->config[CAP_MSIX + PCI_MSIX_FLAGS], 2);
 		pthread_mutex_lock(&vp->vdev->lock);
 		pthread_mutex_lock(&vp->irq_lock);
+		vp->pci_command = le16toh(command);
+		vp->msix_flags = le16toh(flags);
 		update_intx(vp);
 		deliver_pending(vp);
 		pthread_mutex_unlock(&vp->irq_lock);
@@ -148,6 +154,7 @@ static void build_config_space(struct virtio_pci *vp)
 	pci->config[CAP_MSIX + PCI_CAP_LIST_ID] = PCI_CAP_ID_MSIX;
 	pci->config[CAP_MSIX + PCI_CAP_LIST_NEXT] = CAP_COMMON;
 	memcpy(&pci->config[CAP_MSIX + PCI_MSIX_FLAGS], &msix_control, 2);
+	vp->msix_flags = msix_control;
 	pci->wmask[CAP_MSIX + PCI_MSIX_FLAGS + 1] = (MSIX_ENABLE | MSIX_FUNCTION_MASK) >> 8;
 	memcpy(&pci->config[CAP_MSIX + PCI_MSIX_TABLE], &table, 4);
 	memcpy(&pci->config[CAP_MSIX + PCI_MSIX_PBA], &pba, 4);
@@ -178,10 +185,7 @@ static void build_config_space(struct virtio_pci *vp)
 
 static uint16_t msix_control(const struct virtio_pci *vp)
 {
-	uint16_t control;
-
-	memcpy(&control, &vp->pci.config[CAP_MSIX + PCI_MSIX_FLAGS], 2);
-	return le16toh(control);
+	return vp->msix_flags;
 }
 
 static bool msix_enabled(const struct virtio_pci *vp)
@@ -194,12 +198,11 @@ static bool msix_enabled(const struct virtio_pci *vp)
  * This and the interrupt functions below run under irq_lock. */
 static void update_intx(struct virtio_pci *vp)
 {
-	uint16_t command, status;
+	uint16_t status;
 	bool level;
 
-	memcpy(&command, &vp->pci.config[PCI_COMMAND], 2);
 	memcpy(&status, &vp->pci.config[PCI_STATUS], 2);
-	level = vp->isr && !msix_enabled(vp) && !(le16toh(command) & PCI_COMMAND_INTX_DISABLE);
+	level = vp->isr && !msix_enabled(vp) && !(vp->pci_command & PCI_COMMAND_INTX_DISABLE);
 	status = htole16(vp->isr ? le16toh(status) | PCI_STATUS_INTERRUPT : le16toh(status) & ~PCI_STATUS_INTERRUPT);
 	memcpy(&vp->pci.config[PCI_STATUS], &status, 2);
 	if (level == vp->intx_asserted)

@@ -71,6 +71,10 @@ struct virtio_pci {
 	/* Interrupt state, which every queue group's data path may touch: under
 	 * irq_lock, the innermost lock (see device.h's lock order). */
 	pthread_mutex_t irq_lock;
+	/* The command register and MSI-X control as the guest last wrote them,
+	 * copied from config space (which the bus lock guards) under irq_lock,
+	 * so data paths read them without the bus lock. */
+	uint16_t pci_command, msix_flags;
 	uint8_t isr;
 	bool intx_asserted;
 	bool needs_reset;         /* also read without the lock, atomically */

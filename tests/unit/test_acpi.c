@@ -1,5 +1,5 @@
-/* ACPI tables as a guest's ACPICA would walk them, and the two devices that
- * end the VM: ACPI sleep control (poweroff) and the i8042 reset line. */
+/* ACPI tables as a guest's ACPICA would walk them, and ACPI sleep control,
+ * which ends the VM on poweroff (the i8042's reset line: test_i8042.c). */
 #include "unit.h"
 
 #include <stdio.h>
@@ -102,6 +102,8 @@ static void test_fadt_is_hardware_reduced(void **state)
 	walk(1, &fadt, &madt, &dsdt);
 	assert_int_equal(le32(fadt + 4), 276);
 	assert_true(le32(fadt + 112) & (1U << 20));
+	/* IAPC_BOOT_ARCH: an 8042 exists; no VGA, no CMOS RTC. */
+	assert_int_equal(fadt[109] | fadt[110] << 8, 0x02 | 0x04 | 0x20);
 	/* Sleep control register: one byte of system I/O at the ACPI PM port. */
 	assert_int_equal(fadt[244], 1);
 	assert_int_equal(le64(fadt + 248), ACPI_PM_PORT + ACPI_PM_SLEEP_CONTROL);
@@ -166,6 +168,36 @@ static void test_dsdt_has_s5_com1_and_pci_root(void **state)
 	assert_true((size_t)(device + 2 - dsdt) + ((device[2] & 0xF) | device[3] << 4) <= len);
 }
 
+/* Device(KBD_) { _HID PNP0303, _UID 0, _CRS { IO 0x60, IO 0x64, IRQNoFlags 1 } }:
+ * what Linux's i8042 driver looks up before it touches the ports. */
+static void test_dsdt_has_ps2_keyboard(void **state)
+{
+	static const uint8_t device[] = {
+		0x5B, 0x82, 0x33, 'K', 'B', 'D', '_',
+		0x08, '_', 'H', 'I', 'D', 0x0C, 0x41, 0xD0, 0x03, 0x03,
+		0x08, '_', 'U', 'I', 'D', 0x00,
+		0x08, '_', 'C', 'R', 'S', 0x11, 0x18, 0x0A, 0x15,
+		0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01,
+		0x47, 0x01, 0x64, 0x00, 0x64, 0x00, 0x01, 0x01,
+		0x22, 0x02, 0x00,
+		0x79, 0x00,
+	};
+	const uint8_t *fadt, *madt, *dsdt, *found;
+	uint32_t len;
+
+	(void)state;
+	walk(1, &fadt, &madt, &dsdt);
+	len = le32(dsdt + 4);
+	found = find_bytes(dsdt, len, device, sizeof(device));
+	assert_non_null(found);
+	/* The PkgLength covers the device exactly (it counts itself, not the opcode). */
+	assert_int_equal(found[2], sizeof(device) - 2);
+	/* No PS/2 mouse device: Linux then leaves the aux port alone. */
+	assert_null(find_bytes(dsdt, len, "\x41\xD0\x0F\x13", 4));
+	assert_int_equal(I8042_DATA_PORT, 0x60);
+	assert_int_equal(I8042_COMMAND_PORT, 0x64);
+}
+
 static void test_dsdt_routes_every_slot_intx(void **state)
 {
 	const uint8_t *fadt, *madt, *dsdt, *prt;
@@ -222,22 +254,6 @@ static void test_sleep_control_powers_off(void **state)
 	assert_int_equal(calls, 1);
 }
 
-static void test_i8042_reset(void **state)
-{
-	struct i8042 kbc;
-
-	(void)state;
-	calls = 0;
-	i8042_init(&kbc, count_call, NULL);
-	/* Linux waits for the input buffer to drain before each command. */
-	assert_int_equal(i8042_command_ops.read(&kbc, 0, 1) & 0x02, 0);
-	i8042_command_ops.write(&kbc, 0, 0xAD, 1);
-	assert_int_equal(calls, 0);
-	i8042_command_ops.write(&kbc, 0, 0xFE, 1);
-	assert_int_equal(calls, 1);
-	assert_int_equal(i8042_data_ops.read(&kbc, 0, 1), 0);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,7 +263,7 @@ int main(void)
 		cmocka_unit_test(test_dsdt_routes_every_slot_intx),
 		cmocka_unit_test(test_aml_overflow_is_reported),
 		cmocka_unit_test(test_sleep_control_powers_off),
-		cmocka_unit_test(test_i8042_reset),
+		cmocka_unit_test(test_dsdt_has_ps2_keyboard),
 	};
 
 	return cmocka_run_group_tests_name("acpi", tests, setup, teardown);

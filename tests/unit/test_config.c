@@ -283,6 +283,41 @@ static void test_balloon_takes_no_value(void **state)
 	assert_one_line_error("--balloon");
 }
 
+static void test_monitor_socket(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--monitor", "unix:/tmp/kvio.qmp"), CONFIG_RUN);
+	assert_string_equal(cfg.monitor_path, "/tmp/kvio.qmp");
+	assert_int_equal(PARSE("run"), CONFIG_RUN);
+	assert_string_equal(cfg.monitor_path, "");
+	assert_int_equal(PARSE("run", "--monitor", "tcp:127.0.0.1:4444"), CONFIG_INVALID);
+	assert_one_line_error("--monitor: 'tcp:127.0.0.1:4444' is not unix:PATH");
+}
+
+static void test_monitor_socket_empty(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run", "--monitor", "unix:"), CONFIG_INVALID);
+	assert_one_line_error("--monitor");
+}
+
+static void test_monitor_socket_too_long(void **state)
+{
+	struct vm_config cfg;
+	char long_path[200];
+
+	(void)state;
+	memset(long_path, 'a', sizeof(long_path) - 1);
+	memcpy(long_path, "unix:", 5);
+	long_path[sizeof(long_path) - 1] = '\0';
+	assert_int_equal(PARSE("run", "--monitor", long_path), CONFIG_INVALID);
+	assert_one_line_error("--monitor");
+}
+
 static void test_seccomp_choice(void **state)
 {
 	struct vm_config cfg;
@@ -504,6 +539,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_balloon_option_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_balloon_takes_no_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seccomp_choice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_monitor_socket, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_monitor_socket_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_monitor_socket_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seccomp_needs_a_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seccomp_empty_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_options, setup, teardown),

@@ -4,6 +4,8 @@
  * under kvio's seccomp filter. */
 #include "unit.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_pci.h>
@@ -15,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend/block_file.h"
 #include "config.h"
 #include "core/sandbox.h"
 #include "virtio/blk.h"
@@ -328,6 +331,50 @@ static void test_requests_under_seccomp(void **state)
 		fail_msg("under seccomp: status %#x (its stderr is above)", status);
 }
 
+/* The backend's ring takes only its operations on the image: another fd, a
+ * fixed file it does not have, or an operation off its list, is refused. */
+static void submit_and_expect(struct block_file *bf, struct io_uring_sqe *sqe, int expected)
+{
+	struct io_uring_cqe *cqe;
+
+	io_uring_sqe_set_data(sqe, NULL);
+	assert_int_equal(io_uring_submit(&bf->ring), 1);
+	assert_int_equal(io_uring_wait_cqe(&bf->ring, &cqe), 0);
+	assert_int_equal(cqe->res, expected);
+	io_uring_cqe_seen(&bf->ring, cqe);
+}
+
+static void test_io_uring_is_restricted_to_the_image(void **state)
+{
+	struct block_file bf;
+	const char *why = NULL;
+	char buf[16];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	int other = open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+	struct io_uring_sqe *sqe;
+
+	(void)state;
+	assert_true(other >= 0);
+	assert_int_equal(block_file_open(&bf, image, false, 8, &why), 0);
+	sqe = io_uring_get_sqe(&bf.ring);
+	io_uring_prep_readv(sqe, other, &iov, 1, 0);  /* a plain fd, not the registered image */
+	submit_and_expect(&bf, sqe, -EACCES);
+	sqe = io_uring_get_sqe(&bf.ring);
+	io_uring_prep_readv(sqe, 0, &iov, 1, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;  /* the image: allowed */
+	submit_and_expect(&bf, sqe, (int)sizeof(buf));
+	sqe = io_uring_get_sqe(&bf.ring);
+	io_uring_prep_openat(sqe, AT_FDCWD, "/etc/hostname", O_RDONLY, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	submit_and_expect(&bf, sqe, -EACCES);
+	sqe = io_uring_get_sqe(&bf.ring);
+	io_uring_prep_send(sqe, 0, buf, sizeof(buf), 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	submit_and_expect(&bf, sqe, -EACCES);
+	block_file_close(&bf);
+	close(other);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -343,6 +390,7 @@ int main(void)
 		T(test_malformed_requests),
 		T(test_multiqueue),
 		T(test_requests_under_seccomp),
+		T(test_io_uring_is_restricted_to_the_image),
 		cmocka_unit_test(test_parser_splits_header_across_buffers),
 	};
 
