@@ -269,12 +269,14 @@ def run_once(system, args, tmpdir):
         res["freed"] = run.level(t_end)
         res["settle"] = settle_time(run, t_freed, t_end, band)
 
+        run.events["balloon"] = run.now()
         res["inflate"] = balloon_to(qmp, run, args.balloon_mib * MIB, args.balloon_timeout)
         run.events["ballooned"] = run.now()
         t_end = run.wait_stable(run.now(), args.stable_window, args.settle_max, args.stable_window, band)
         res["ballooned"] = run.level(t_end)
         run.events["balloon settled"] = t_end
 
+        run.events["deflate"] = run.now()
         res["deflate"] = balloon_to(qmp, run, args.memory * MIB, args.balloon_timeout)
         run.events["deflated"] = run.now()
         t_end = run.wait_stable(run.now(), args.stable_window, args.settle_max, args.stable_window, band)
@@ -304,22 +306,24 @@ def plot(path, traces, args):
         return
     colors = {"kvio": "tab:blue", "qemu": "tab:orange"}
     names = {"kvio": "kvio", "qemu": "QEMU"}
-    labels = {"=alloc=": "alloc", "=freeing=": "free", "ballooned": f"{args.balloon_mib} MiB", "deflated": "full"}
+    # Where the guest began a phase, or the driver sent the balloon command.
+    labels = {"=alloc=": "alloc", "=freeing=": "free", "balloon": f"balloon {args.balloon_mib} MiB",
+              "deflate": "balloon full"}
     fig, ax = plt.subplots(figsize=(10, 5.5))
     top = max((s[1] for samples, _ in traces.values() for s in samples), default=0) / 1024
     for system, (samples, events) in traces.items():
         ax.plot([s[0] for s in samples], [s[1] / 1024 for s in samples], color=colors[system],
                 label=f"{names[system]} VmRSS")
-        # Where each phase began, on this VMM's own clock.
-        for key, text in labels.items():
+        # On this VMM's own clock; labels staggered so that close ones stay apart.
+        for i, (key, text) in enumerate(labels.items()):
             if key in events:
                 t = events[key]
                 ax.axvline(t, color=colors[system], linestyle=":", linewidth=0.8)
-                ax.text(t, top * (1.04 if system == "kvio" else 0.98), " " + text, color=colors[system],
-                        fontsize=8, va="top")
+                y = top * (1.08 - 0.05 * (i % 2) - (0.1 if system == "qemu" else 0))
+                ax.text(t, y, " " + text, color=colors[system], fontsize=8, va="top")
     ax.set_xlabel("seconds since the VMM started")
     ax.set_ylabel("host RSS (MiB)")
-    ax.set_ylim(0, top * 1.1)
+    ax.set_ylim(0, top * 1.12)
     ax.set_title(f"Guest {args.memory} MiB, {args.cpus} vCPUs: allocate {args.alloc_mib} MiB, free it "
                  f"(free page reporting), balloon to {args.balloon_mib} MiB and back")
     ax.grid(True, alpha=0.3)
