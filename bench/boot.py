@@ -13,8 +13,9 @@ READY = b"kvio-guest: ready"
 
 
 def rss_parts(pid):
-    """(RssAnon+RssFile, VmHWM) in KiB. Guest RAM is a memfd for both kvio and
-    QEMU here, so it shows as RssShmem and the first number is the VMM's own."""
+    """(RssAnon+RssFile, VmHWM) in KiB. Guest RAM is a memfd for both kvio
+    (--shared-memory) and QEMU here, so it shows as RssShmem and the first
+    number is the VMM's own."""
     parts = {}
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -79,8 +80,8 @@ def main():
                    "-kernel", args.kernel, "-initrd", args.initrd,
                    "-append", "console=ttyS0 " + guest_cmdline]
     systems = {
-        "kvio": [args.kvio, "run", "--kernel", args.kernel, "--initrd", args.initrd, "--memory", args.memory,
-                 "--cpus", args.cpus, "--append", guest_cmdline],
+        "kvio": [args.kvio, "run", "--shared-memory", "--kernel", args.kernel, "--initrd", args.initrd,
+                 "--memory", args.memory, "--cpus", args.cpus, "--append", guest_cmdline],
         "qemu-microvm": qemu_common[:1] + ["-M", "microvm"] + qemu_common[1:],
         "qemu-q35": qemu_common[:1] + ["-M", "q35"] + qemu_common[1:],
     }

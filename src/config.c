@@ -58,6 +58,9 @@ static const char run_usage[] =
 	"                     kernel's vhost-net) or on user-mode networking (10.0.2.0/24,\n"
 	"                     host 10.0.2.2, DNS 10.0.2.3, DHCP from 10.0.2.15); queues > 1\n"
 	"                     offers multiqueue; e1000 is a fully emulated Intel 82540EM\n"
+	"  --shared-memory    guest RAM in a memfd other processes can map (as QEMU's\n"
+	"                     memory-backend-memfd,share=on; implied by vhost-user);\n"
+	"                     otherwise anonymous memory with transparent huge pages\n"
 	"  --monitor unix:PATH\n"
 	"                     a QMP monitor (QEMU's JSON protocol) on a UNIX socket, for\n"
 	"                     clients written for QEMU; human commands go through its\n"
@@ -161,7 +164,8 @@ static int copy_socket_path(const char *option, const char *src, char dst[CONFIG
 }
 
 enum { OPT_KERNEL = 1000, OPT_INITRD, OPT_APPEND, OPT_MEMORY, OPT_CPUS, OPT_RNG, OPT_DISK, OPT_CONSOLE, OPT_NET,
-       OPT_SECCOMP, OPT_BALLOON, OPT_BALLOON_DEFLATE_ON_OOM, OPT_MONITOR };
+       OPT_SECCOMP, OPT_BALLOON, OPT_BALLOON_DEFLATE_ON_OOM, OPT_MONITOR,
+       OPT_SHARED_MEMORY };
 
 int config_parse_mac(const char *s, uint8_t mac[6])
 {
@@ -449,6 +453,7 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "seccomp", required_argument, NULL, OPT_SECCOMP },
 		{ "monitor", required_argument, NULL, OPT_MONITOR },
+		{ "shared-memory", no_argument, NULL, OPT_SHARED_MEMORY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -524,6 +529,9 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 			cfg->seccomp = (enum sandbox_mode)mode;
 			break;
 		}
+		case OPT_SHARED_MEMORY:
+			cfg->shared_memory = true;
+			break;
 		case OPT_MONITOR:
 			if (strncmp(optarg, "unix:", 5) || !optarg[5] || strlen(optarg + 5) >= sizeof(cfg->monitor_path)) {
 				print_error(err, "--monitor: '%s' is not unix:PATH (a path of 1 to %zu bytes)", optarg,
@@ -567,6 +575,8 @@ static enum config_status parse_run(int argc, char **argv, const char *guest_dir
 
 bool config_shares_memory(const struct vm_config *cfg)
 {
+	if (cfg->shared_memory)
+		return true;
 	for (unsigned int i = 0; i < cfg->nr_disks; i++)
 		if (cfg->disks[i].vhost_user)
 			return true;

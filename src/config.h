@@ -80,6 +80,7 @@ struct vm_config {
 	unsigned int nr_nics;
 	enum sandbox_mode seccomp;  /* default on */
 	char monitor_path[CONFIG_SOCKET_PATH_MAX];  /* --monitor unix:PATH; empty: no QMP socket */
+	bool shared_memory;      /* --shared-memory: guest RAM in a memfd even without vhost-user */
 };
 
 enum config_status {
@@ -93,7 +94,7 @@ enum config_status {
 enum config_status config_parse(int argc, char **argv, const char *guest_dir, struct vm_config *cfg, FILE *out,
 				FILE *err);
 
-/* True if another process maps guest RAM (a vhost-user backend): it must then be a memfd. */
+/* True if guest RAM must be a memfd: --shared-memory, or a vhost-user backend maps it. */
 bool config_shares_memory(const struct vm_config *cfg);
 
 /* "512M", "2G", "1T", "65536K" or plain MiB ("512"). Returns 0, or -1 if s is

@@ -296,6 +296,23 @@ static void test_monitor_socket(void **state)
 	assert_one_line_error("--monitor: 'tcp:127.0.0.1:4444' is not unix:PATH");
 }
 
+static void test_shared_memory(void **state)
+{
+	struct vm_config cfg;
+
+	(void)state;
+	assert_int_equal(PARSE("run"), CONFIG_RUN);
+	assert_false(config_shares_memory(&cfg));
+	assert_int_equal(PARSE("run", "--shared-memory"), CONFIG_RUN);
+	assert_true(config_shares_memory(&cfg));
+	assert_int_equal(PARSE("run", "--net", "vhost-user=/tmp/x.sock"), CONFIG_RUN);
+	assert_true(config_shares_memory(&cfg));
+	assert_int_equal(PARSE("run", "--disk", "vhost-user=/tmp/x.sock"), CONFIG_RUN);
+	assert_true(config_shares_memory(&cfg));
+	assert_int_equal(PARSE("run", "--net", "user"), CONFIG_RUN);
+	assert_false(config_shares_memory(&cfg));
+}
+
 static void test_monitor_socket_empty(void **state)
 {
 	struct vm_config cfg;
@@ -541,6 +558,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_seccomp_choice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_monitor_socket, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_monitor_socket_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_memory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_monitor_socket_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seccomp_needs_a_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seccomp_empty_value, setup, teardown),
