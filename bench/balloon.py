@@ -406,7 +406,7 @@ def main():
     print()
     print(f"(medians of {args.rounds} rounds, guest {args.memory} MiB, {args.cpus} vCPUs, "
           f"RSS sampled every {args.interval} s, each phase's figure the median of its last 2 s; "
-          f"guest RAM is {'shared memory for both' if args.qemu_memfd else 'RssShmem for kvio, RssAnon for QEMU'}; "
+          f"guest RAM is {'shared memory for both' if args.qemu_memfd else 'anonymous memory for both'}; "
           f"settled = within {args.band_mib:g} MiB for {args.stable_window:g} s; failed runs: "
           + ", ".join(f"{s} {args.rounds - len(v)}" for s, v in results.items()) + ")")
     if args.png and traces:
