@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 
+import common  # bench/common.py: what the drivers share
+
 MIB = 1 << 20
 # Guest console markers, in the order the guest prints them.
 MARKERS = ("=idle=", "=alloc=", "=allocated=", "=freeing=", "=freed=")
@@ -109,16 +111,8 @@ class QMP:
 
 def rss(pid):
     """(VmRSS, RssAnon, RssShmem) in KiB, or None once the process is gone."""
-    parts = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "RssAnon", "RssShmem"):
-                    parts[key] = int(value.split()[0])
-    except (OSError, ValueError):
-        return None
-    if "VmRSS" not in parts:
+    parts = common.proc_status(pid, ("VmRSS", "RssAnon", "RssShmem"))
+    if not parts or "VmRSS" not in parts:
         return None
     return parts["VmRSS"], parts.get("RssAnon", 0), parts.get("RssShmem", 0)
 
@@ -269,19 +263,15 @@ def run_once(system, args, tmpdir):
         res["freed"] = run.level(t_end)
         res["settle"] = settle_time(run, t_freed, t_end, band)
 
-        run.events["balloon"] = run.now()
-        res["inflate"] = balloon_to(qmp, run, args.balloon_mib * MIB, args.balloon_timeout)
-        run.events["ballooned"] = run.now()
-        t_end = run.wait_stable(run.now(), args.stable_window, args.settle_max, args.stable_window, band)
-        res["ballooned"] = run.level(t_end)
-        run.events["balloon settled"] = t_end
-
-        run.events["deflate"] = run.now()
-        res["deflate"] = balloon_to(qmp, run, args.memory * MIB, args.balloon_timeout)
-        run.events["deflated"] = run.now()
-        t_end = run.wait_stable(run.now(), args.stable_window, args.settle_max, args.stable_window, band)
-        res["deflated"] = run.level(t_end)
-        run.events["deflate settled"] = t_end
+        # (event, how long it took, where RSS settled, guest size)
+        for event, took, done, mib in (("balloon", "inflate", "ballooned", args.balloon_mib),
+                                       ("deflate", "deflate", "deflated", args.memory)):
+            run.events[event] = run.now()
+            res[took] = balloon_to(qmp, run, mib * MIB, args.balloon_timeout)
+            run.events[done] = run.now()
+            t_end = run.wait_stable(run.now(), args.stable_window, args.settle_max, args.stable_window, band)
+            res[done] = run.level(t_end)
+            run.events[event + " settled"] = t_end
     finally:
         run.stop(qmp)
         if qmp:

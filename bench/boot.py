@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import common  # bench/common.py: what the drivers share
+
 READY = b"kvio-guest: ready"
 
 
@@ -16,14 +18,8 @@ def rss_parts(pid):
     """(RssAnon+RssFile, VmHWM) in KiB. Guest RAM is a memfd for both kvio
     (--shared-memory) and QEMU here, so it shows as RssShmem and the first
     number is the VMM's own."""
-    parts = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("RssAnon", "RssFile", "VmHWM"):
-                    parts[key] = int(value.split()[0])
-    except OSError:
+    parts = common.proc_status(pid, ("RssAnon", "RssFile", "VmHWM"))
+    if parts is None:
         return None
     return parts.get("RssAnon", 0) + parts.get("RssFile", 0), parts.get("VmHWM", 0)
 

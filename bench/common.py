@@ -1,4 +1,5 @@
-"""What the benchmark drivers share: the options that pick the VMMs' guest."""
+"""What the benchmark drivers share: the options that pick the VMMs' guest,
+and reading a VMM's memory use."""
 
 
 def add_vm_args(ap, memory="512", cpus="1"):
@@ -10,3 +11,18 @@ def add_vm_args(ap, memory="512", cpus="1"):
     ap.add_argument("--kernel", default="build/guest/vmlinuz")
     ap.add_argument("--initrd", default="build/guest/initramfs.cpio.gz")
     ap.add_argument("--timeout", type=float, default=600, help="seconds a VM may run")
+
+
+def proc_status(pid, keys):
+    """The kB fields named in keys from /proc/PID/status, as a dict (a field the
+    kernel does not show is left out), or None once the process is gone."""
+    parts = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in keys:
+                    parts[key] = int(value.split()[0])
+    except (OSError, ValueError):
+        return None
+    return parts
