@@ -74,7 +74,9 @@ while read -r name _; do
 done <"$modlist"
 printf '%s\n' "${load[@]}" >"$stage/etc/modules.load"
 
-[[ -z $extra ]] || cp -a "$extra/." "$stage/"
+# --remove-destination: an extra binary (mke2fs) replaces the busybox applet
+# link of the same name, which dangles on a host without /bin/busybox.
+[[ -z $extra ]] || cp -a --remove-destination "$extra/." "$stage/"
 
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
 	cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -6n >"$stage.cpio.gz"
