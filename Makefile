@@ -12,7 +12,7 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS_SAN := -fsanitize=address,undefined
 endif
 CFLAGS ?=
-LDLIBS := -luring -lseccomp -ljansson -lpthread $(shell pkg-config --libs slirp)
+LDLIBS := -luring -lseccomp -ljansson -lz -lpthread $(shell pkg-config --libs slirp)
 
 LIB_SRCS := $(shell find src -name '*.c' ! -name main.c | sort)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -79,7 +79,7 @@ test-unit: unit
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luring -ljansson
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luring -ljansson -lz
 
 fuzz-build: $(FUZZ_TARGETS)
 

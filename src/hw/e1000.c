@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "util/bytes.h"
 #include "util/csum.h"
@@ -377,28 +378,12 @@ static const struct { uint32_t first, last; } plain_ranges[] = {
 	{ REG_FFMT, REG_FFMT + 255 * 4 }, { REG_FFVT, REG_FFVT + 255 * 4 },
 };
 
-static uint32_t crc32_table[256];
-static pthread_once_t crc32_once = PTHREAD_ONCE_INIT;
-
-static void crc32_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? 0xEDB88320U ^ (c >> 1) : c >> 1;
-		crc32_table[i] = c;
-	}
-}
-
-/* The Ethernet FCS (CRC-32, reflected, as sent least significant byte first). */
+/* The Ethernet FCS is zlib's CRC-32 (reflected, inverted), sent least
+ * significant byte first. zlib's is several times faster than a byte table,
+ * and the driver keeps the FCS on every received frame (no RCTL.SECRC). */
 static uint32_t ether_crc32(const uint8_t *p, size_t len)
 {
-	uint32_t c = 0xFFFFFFFFU;
-
-	for (size_t i = 0; i < len; i++)
-		c = crc32_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-	return ~c;
+	return (uint32_t)crc32(0L, p, (uInt)len);
 }
 
 /* Compute the checksum of f[start..end] (end inclusive, 0 meaning the frame's
@@ -1463,7 +1448,6 @@ struct e1000 *e1000_create(const struct e1000_options *opts)
 		log_error("e1000: out of memory");
 		return NULL;
 	}
-	pthread_once(&crc32_once, crc32_init);
 	pthread_mutex_init(&nic->lock, NULL);
 	nic->mem = opts->mem;
 	nic->be = opts->backend;
