@@ -1,12 +1,13 @@
 /* Binds the KVM-free e1000 model to a VM: BARs on the MMIO and port buses, INTx
- * on a shared IOAPIC pin, receive work and the interrupt throttling timer on
- * the I/O thread. */
+ * on a shared IOAPIC pin, receive work (also when the guest refills the ring)
+ * and the interrupt throttling timer on the I/O thread. */
 #include "core/e1000_kvm.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,29 @@ static void rx_ready(struct event_handler *handler, uint32_t events)
 	struct e1000_kvm *dev = (struct e1000_kvm *)((char *)handler - offsetof(struct e1000_kvm, rx));
 
 	(void)events;
+	e1000_backend_ready(dev->nic);
+}
+
+/* The guest gave receive buffers back while frames waited. Receiving here,
+ * on the vCPU that wrote RDT, would hold the guest while the host copies
+ * frames and runs its network stack; the I/O thread does it on another CPU. */
+static void kick_receive(void *ctx)
+{
+	struct e1000_kvm *dev = ctx;
+	uint64_t one = 1;
+
+	if (write(dev->receive_kick.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_error("e1000: cannot wake receive: %s", strerror(errno));
+}
+
+static void receive_kick_ready(struct event_handler *handler, uint32_t events)
+{
+	struct e1000_kvm *dev = (struct e1000_kvm *)((char *)handler - offsetof(struct e1000_kvm, receive_kick));
+	uint64_t count;
+
+	(void)events;
+	if (read(handler->fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_error("e1000: receive wakeup: %s", strerror(errno));
 	e1000_backend_ready(dev->nic);
 }
 
@@ -80,12 +104,13 @@ struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_th
 	struct e1000_kvm *dev = calloc(1, sizeof(*dev));
 	struct e1000_options opts = {
 		.mem = &vm->mem, .backend = be, .set_irq = intx_set, .now_ns = clock_now_ns, .arm_timer = timer_arm,
+		.kick_receive = kick_receive,
 	};
 	const char *what = "out of memory";
 
 	if (!dev)
 		goto fail_backend;
-	dev->timer.fd = -1;
+	dev->timer.fd = dev->receive_kick.fd = -1;
 	what = "no room for its BARs";
 	if (bar + E1000_MMIO_SIZE > PCI_MMIO32_END + 1 || port + E1000_IO_SIZE > 0x10000)
 		goto fail_backend;
@@ -95,8 +120,14 @@ struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_th
 					     .ready = timer_ready };
 	if (dev->timer.fd < 0)
 		goto fail_backend;
+	what = "cannot create its receive wakeup";
+	dev->receive_kick = (struct event_handler){ .fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+						    .ready = receive_kick_ready };
+	if (dev->receive_kick.fd < 0)
+		goto fail_backend;
 	opts.irq_ctx = dev;
 	opts.timer_ctx = dev;
+	opts.kick_ctx = dev;
 	opts.mmio_base = (uint32_t)bar;
 	opts.io_base = (uint16_t)port;
 	memcpy(opts.mac, mac, sizeof(opts.mac));
@@ -104,6 +135,7 @@ struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_th
 	if (!dev->nic) {
 		be->ops->destroy(be);  /* e1000_create said why */
 		close(dev->timer.fd);
+		close(dev->receive_kick.fd);
 		free(dev);
 		return NULL;
 	}
@@ -124,6 +156,9 @@ struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_th
 	what = "cannot watch its interrupt throttling timer";
 	if (io_thread_add(io, &dev->timer))
 		goto fail_nic;
+	what = "cannot watch its receive wakeup";
+	if (io_thread_add(io, &dev->receive_kick))
+		goto fail_nic;
 	*next_bar = bar + E1000_MMIO_SIZE;
 	if (next_io_port)
 		*next_io_port = (uint16_t)(port + E1000_IO_SIZE);
@@ -134,6 +169,7 @@ fail_nic:
 	 * setup failures end the VM before any vCPU runs. */
 	e1000_destroy(dev->nic);
 	close(dev->timer.fd);
+	close(dev->receive_kick.fd);
 	free(dev);
 	log_error("e1000: %s", what);
 	return NULL;
@@ -141,6 +177,8 @@ fail_backend:
 	be->ops->destroy(be);
 	if (dev && dev->timer.fd >= 0)
 		close(dev->timer.fd);
+	if (dev && dev->receive_kick.fd >= 0)
+		close(dev->receive_kick.fd);
 	free(dev);
 	log_error("e1000: %s", what);
 	return NULL;
@@ -150,5 +188,6 @@ void e1000_kvm_remove(struct e1000_kvm *dev)
 {
 	e1000_destroy(dev->nic);
 	close(dev->timer.fd);
+	close(dev->receive_kick.fd);
 	free(dev);
 }

@@ -1,6 +1,6 @@
 /* An emulated e1000 NIC plugged into the VM: a PCI slot, its BARs on the MMIO
- * and port buses, INTx through the IOAPIC, its backend and its interrupt
- * throttling timer on the I/O thread. */
+ * and port buses, INTx through the IOAPIC, its backend, its interrupt
+ * throttling timer and all of receive on the I/O thread. */
 #ifndef KVIO_CORE_E1000_KVM_H
 #define KVIO_CORE_E1000_KVM_H
 
@@ -22,6 +22,7 @@ struct e1000_kvm {
 	unsigned int intx_gsi;
 	struct event_handler rx;
 	struct event_handler timer;  /* a timerfd on CLOCK_MONOTONIC: the interrupt throttle's */
+	struct event_handler receive_kick;  /* an eventfd: receive resumes on the I/O thread */
 };
 
 /* Add an e1000 on backend be (owned from here on, destroyed on failure too)

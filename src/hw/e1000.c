@@ -295,6 +295,8 @@ struct e1000 {
 	uint64_t (*now_ns)(void *ctx);
 	void (*arm_timer)(void *ctx, uint64_t deadline_ns);
 	void *timer_ctx;
+	void (*kick_receive)(void *ctx);
+	void *kick_ctx;
 	bool asserted, asserted_before;
 	uint64_t last_assert_ns, timer_deadline;
 	uint32_t mmio_base;
@@ -317,6 +319,7 @@ struct e1000 {
 	uint32_t rx_len;
 	uint16_t rx_special;
 	bool rx_vlan, rx_pending, rx_stalled;
+	bool rx_kicked;  /* kick_receive called, e1000_backend_ready not run since */
 
 	uint32_t warned;
 	uint8_t unknown_seen[E1000_MMIO_SIZE / 4 / 8];
@@ -1140,9 +1143,22 @@ static void rx_pump(struct e1000 *nic)
 	}
 }
 
+/* Receive may go on after the ring got room: on the I/O thread when there is
+ * one (one kick until it has run), else here. */
+static void rx_resume(struct e1000 *nic)
+{
+	if (!nic->kick_receive) {
+		rx_pump(nic);
+	} else if (!nic->rx_kicked) {
+		nic->rx_kicked = true;
+		nic->kick_receive(nic->kick_ctx);
+	}
+}
+
 void e1000_backend_ready(struct e1000 *nic)
 {
 	pthread_mutex_lock(&nic->lock);
+	nic->rx_kicked = false;
 	rx_pump(nic);
 	pthread_mutex_unlock(&nic->lock);
 }
@@ -1261,7 +1277,7 @@ static void reg_write(struct e1000 *nic, uint32_t offset, uint32_t value)
 		if (!(value & RCTL_EN))
 			nic->rx_pending = nic->rx_stalled = false;  /* a receiver turned off loses what it held */
 		else if (!(old & RCTL_EN) || nic->rx_stalled)
-			rx_pump(nic);  /* frames may wait with no new edge on the backend's fd */
+			rx_resume(nic);  /* frames may wait with no new edge on the backend's fd */
 		return;
 	case REG_RDBAL: case REG_TDBAL:
 		set_reg(nic, offset, value & ~0xFU);
@@ -1278,7 +1294,7 @@ static void reg_write(struct e1000 *nic, uint32_t offset, uint32_t value)
 	case REG_RDT:
 		set_reg(nic, REG_RDT, value & RING_INDEX_MASK);
 		if (nic->rx_stalled)
-			rx_pump(nic);
+			rx_resume(nic);
 		return;
 	case REG_TDT:
 		set_reg(nic, REG_TDT, value & RING_INDEX_MASK);
@@ -1456,6 +1472,8 @@ struct e1000 *e1000_create(const struct e1000_options *opts)
 	nic->irq_ctx = opts->irq_ctx;
 	nic->now_ns = opts->now_ns;
 	nic->arm_timer = opts->arm_timer;
+	nic->kick_receive = opts->kick_receive;
+	nic->kick_ctx = opts->kick_ctx;
 	nic->timer_ctx = opts->timer_ctx;
 	nic->mmio_base = opts->mmio_base;
 	nic->io_base = opts->io_base;

@@ -34,6 +34,14 @@ struct e1000_options {
 	uint64_t (*now_ns)(void *ctx);
 	void (*arm_timer)(void *ctx, uint64_t deadline_ns);
 	void *timer_ctx;
+	/* Room appeared in a receive ring that left frames waiting (an RDT
+	 * write, the receiver enabled): the caller should run
+	 * e1000_backend_ready soon on its I/O thread, so the vCPU that wrote the
+	 * register goes back to the guest while another CPU fills the ring.
+	 * Called with the device lock held. Without it receive runs inside the
+	 * register write. */
+	void (*kick_receive)(void *ctx);
+	void *kick_ctx;
 	/* Where BAR 0 and BAR 1 are placed, as firmware would; io_base 0 leaves BAR 1 out.
 	 * Accesses count only while the guest leaves the BARs there (kvio does not relocate). */
 	uint32_t mmio_base;
