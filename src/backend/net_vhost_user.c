@@ -109,6 +109,8 @@ static void link_changed(void *ctx, bool up)
 		vu->be.link_changed(vu->be.link_ctx, up);
 }
 
+static void vu_stop_offload(struct net_backend *be, unsigned int qp, const struct net_ring rings[2]);
+
 static int vu_start_offload(struct net_backend *be, unsigned int qp, const struct guest_mem *mem, uint64_t features,
 			    const struct net_ring rings[2])
 {
@@ -136,6 +138,10 @@ static int vu_start_offload(struct net_backend *be, unsigned int qp, const struc
 	}
 	if (!err && qp >= vu->active_pairs)
 		err = enable_pair(vu, qp, false);
+	/* A pair that fails to start goes back to kvio (the NIC reclaims its
+	 * queues): the backend must not go on running a ring of it that did. */
+	if (err)
+		vu_stop_offload(be, qp, rings);
 	return err;
 }
 

@@ -263,6 +263,22 @@ int vhost_user_frontend_set_mem_table(struct vhost_user_frontend *fe, const stru
 	return err;
 }
 
+/* GET_VRING_BASE: stops ring index. Caller holds the lock. */
+static int get_vring_base(struct vhost_user_frontend *fe, unsigned int index, uint16_t *next_avail)
+{
+	struct vhost_user_msg msg = { .hdr.request = VHOST_USER_GET_VRING_BASE, .payload.state = { .index = index } },
+			      reply;
+	int err;
+
+	set_payload_size(&msg, sizeof(msg.payload.state));
+	err = transact(fe, &msg, NULL, 0, &reply);
+	if (!err && reply.payload.state.index != index)
+		err = -EPROTO;
+	if (!err)
+		*next_avail = (uint16_t)reply.payload.state.num;
+	return err;
+}
+
 int vhost_user_frontend_start_ring(struct vhost_user_frontend *fe, unsigned int index, const struct virtq *vq,
 				   int kick_fd, int call_fd)
 {
@@ -286,11 +302,21 @@ int vhost_user_frontend_start_ring(struct vhost_user_frontend *fe, unsigned int 
 		err = set_state(fe, VHOST_USER_SET_VRING_BASE, index, vq->last_avail_idx);
 	if (!err)
 		err = set_u64(fe, VHOST_USER_SET_VRING_CALL, index, call_fd);
-	if (!err)
+	if (!err) {
+		uint16_t unused;
+
 		err = set_u64(fe, VHOST_USER_SET_VRING_KICK, index, kick_fd);
-	/* With protocol features a ring starts disabled until SET_VRING_ENABLE. */
-	if (!err && (fe->features & (1ULL << VHOST_USER_F_PROTOCOL_FEATURES)))
-		err = set_state(fe, VHOST_USER_SET_VRING_ENABLE, index, 1);
+		/* With protocol features a ring starts disabled until SET_VRING_ENABLE. */
+		if (!err && (fe->features & (1ULL << VHOST_USER_F_PROTOCOL_FEATURES)))
+			err = set_state(fe, VHOST_USER_SET_VRING_ENABLE, index, 1);
+		/* Once it has the kick fd the backend may count the ring as its
+		 * own (started, if disabled): a refusal from there on would leave
+		 * it holding a ring kvio thinks stopped, so take it back as a stop
+		 * does. Never enabled, the ring moved nothing: its index stays the
+		 * caller's. Other failures dropped the connection, rings and all. */
+		if (err == -EIO)
+			(void)get_vring_base(fe, index, &unused);
+	}
 	pthread_mutex_unlock(&fe->lock);
 	return err;
 }
@@ -308,18 +334,11 @@ int vhost_user_frontend_enable_ring(struct vhost_user_frontend *fe, unsigned int
 
 int vhost_user_frontend_stop_ring(struct vhost_user_frontend *fe, unsigned int index, uint16_t *next_avail)
 {
-	struct vhost_user_msg msg = { .hdr.request = VHOST_USER_GET_VRING_BASE, .payload.state = { .index = index } },
-			      reply;
 	int err;
 
-	set_payload_size(&msg, sizeof(msg.payload.state));
 	pthread_mutex_lock(&fe->lock);
-	err = transact(fe, &msg, NULL, 0, &reply);
+	err = get_vring_base(fe, index, next_avail);
 	pthread_mutex_unlock(&fe->lock);
-	if (!err && reply.payload.state.index != index)
-		err = -EPROTO;
-	if (!err)
-		*next_avail = (uint16_t)reply.payload.state.num;
 	return err;
 }
 

@@ -58,7 +58,8 @@ int vhost_user_frontend_set_features(struct vhost_user_frontend *fe, uint64_t fe
 /* Guest RAM, region by region, with the memfd behind it. */
 int vhost_user_frontend_set_mem_table(struct vhost_user_frontend *fe, const struct guest_mem *mem);
 /* Ring index's layout and indices come from vq; kick_fd is what the guest's
- * notify writes signal, call_fd interrupts the guest. */
+ * notify writes signal, call_fd interrupts the guest. A ring the backend
+ * refuses once it has the kick fd is stopped again (GET_VRING_BASE). */
 int vhost_user_frontend_start_ring(struct vhost_user_frontend *fe, unsigned int index, const struct virtq *vq,
 				   int kick_fd, int call_fd);
 /* Stop ring index; *next_avail is where the backend stopped (GET_VRING_BASE). */

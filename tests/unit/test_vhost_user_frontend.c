@@ -9,7 +9,9 @@
  *    (another request's id, no REPLY flag, a wrong size, fds attached,
  *    silence, a NACK, hanging up, config or vring-base replies that do not
  *    match): an error every time, never a crash, never an fd left open;
- *  - backends that go away and come back, for the watcher thread.
+ *  - backends that go away and come back, for the watcher thread;
+ *  - kvio's vhost-user NIC and disk on top of the frontend, driven through
+ *    virtio-pci as a guest driver would: queues a backend half-started.
  * Server threads never call cmocka's assertions (they longjmp into the test's
  * frame): they record what they saw under a lock and the test checks it.
  * Tests named test_known_bug_* check behaviour the frontend gets wrong today:
@@ -19,7 +21,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_net.h>
+#include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
 #include <poll.h>
 #include <pthread.h>
@@ -32,13 +37,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/net.h"
 #include "util/guest_mem.h"
 #include "util/iov.h"
 #include "vhost/vhost_user.h"
 #include "vhost/vhost_user_backend.h"
 #include "vhost/vhost_user_frontend.h"
+#include "virtio/net.h"
 #include "virtio/queue.h"
+#include "virtio/vhost_user_blk.h"
 #include "vhost_user_frontend.h"  /* tests/unit's helper: vuf_count_fds */
+#include "virtio_driver.h"
 
 #define RAM_SIZE (16ULL << 20)
 #define QSIZE 16
@@ -712,7 +721,8 @@ enum misbehaviour {
 struct rule {
 	uint32_t request;
 	enum misbehaviour how;
-	bool used;         /* applied (once, to the request's first occurrence) */
+	unsigned int skip; /* occurrences answered right before the rule applies */
+	bool used;         /* applied (once, to the request's next occurrence after skip) */
 };
 
 struct script {
@@ -726,6 +736,11 @@ struct script {
 	uint32_t seen[64];  /* requests received, in order */
 	unsigned int nseen;
 	unsigned int vring_bases;  /* GET_VRING_BASE answered: the num grows by one each time */
+	/* Instead: GET_VRING_BASE answers the ring's SET_VRING_BASE, as a backend
+	 * that moved nothing would. */
+	bool echo_vring_base;
+	uint16_t vring_base[32];
+	uint32_t rings_held;       /* rings whose kick fd was taken and not given back by GET_VRING_BASE */
 };
 
 static struct script script = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -774,8 +789,10 @@ static size_t right_reply(struct script *s, const struct vhost_user_msg *req, ui
 		rep.hdr.size = 8;
 		break;
 	case VHOST_USER_GET_VRING_BASE:
-		rep.payload.state = (struct vhost_vring_state){ .index = req->payload.state.index,
-								.num = 7 + s->vring_bases++ };
+		rep.payload.state = (struct vhost_vring_state){
+			.index = req->payload.state.index,
+			.num = s->echo_vring_base ? s->vring_base[req->payload.state.index & 31] : 7 + s->vring_bases++,
+		};
 		rep.hdr.size = sizeof(rep.payload.state);
 		break;
 	case VHOST_USER_GET_CONFIG:
@@ -918,9 +935,16 @@ static void *script_thread(void *arg)
 		pthread_mutex_lock(&s->lock);
 		if (s->nseen < 64)
 			s->seen[s->nseen++] = req.hdr.request;
-		for (unsigned int i = 0; i < s->nrules && !rule; i++)
-			if (!s->rules[i].used && s->rules[i].request == req.hdr.request)
-				rule = &s->rules[i];
+		for (unsigned int i = 0; i < s->nrules && !rule; i++) {
+			struct rule *r = &s->rules[i];
+
+			if (r->used || r->request != req.hdr.request)
+				continue;
+			if (r->skip)
+				r->skip--;
+			else
+				rule = r;
+		}
 		if (rule)
 			rule->used = true;
 		pthread_mutex_unlock(&s->lock);
@@ -929,6 +953,14 @@ static void *script_thread(void *arg)
 				break;
 			continue;
 		}
+		pthread_mutex_lock(&s->lock);
+		if (req.hdr.request == VHOST_USER_SET_VRING_KICK)
+			s->rings_held |= 1u << (req.payload.u64 & VHOST_USER_VRING_INDEX_MASK & 31);
+		if (req.hdr.request == VHOST_USER_GET_VRING_BASE)
+			s->rings_held &= ~(1u << (req.payload.state.index & 31));
+		if (req.hdr.request == VHOST_USER_SET_VRING_BASE)
+			s->vring_base[req.payload.state.index & 31] = (uint16_t)req.payload.state.num;
+		pthread_mutex_unlock(&s->lock);
 		len = right_reply(s, &req, wire);
 		if (len)
 			send_wire(sock, wire, len, NULL, 0);
@@ -967,6 +999,22 @@ static void script_rule(uint32_t request, enum misbehaviour how)
 	script.rules[script.nrules++] = (struct rule){ .request = request, .how = how };
 }
 
+/* The same, from the request's (skip + 1)-th occurrence on: another ring's. */
+static void script_rule_after(uint32_t request, enum misbehaviour how, unsigned int skip)
+{
+	script.rules[script.nrules++] = (struct rule){ .request = request, .how = how, .skip = skip };
+}
+
+static uint32_t script_rings_held(void)
+{
+	uint32_t held;
+
+	pthread_mutex_lock(&script.lock);
+	held = script.rings_held;
+	pthread_mutex_unlock(&script.lock);
+	return held;
+}
+
 static unsigned int script_seen(uint32_t *out)
 {
 	unsigned int n;
@@ -989,6 +1037,8 @@ static int hostile_setup(void **state)
 	script.protocol_features = PROTO_ALL;
 	memset(script.rules, 0, sizeof(script.rules));
 	script.nrules = script.nseen = script.vring_bases = 0;
+	script.rings_held = 0;
+	script.echo_vring_base = false;
 	frontend_init();
 	return 0;
 }
@@ -1168,6 +1218,31 @@ static void test_nack(void **state)
 	assert_int_equal(seen[n - 3], VHOST_USER_SET_VRING_NUM);
 	assert_int_equal(seen[n - 2], VHOST_USER_SET_VRING_ADDR);
 	assert_int_equal(seen[n - 1], VHOST_USER_GET_VRING_BASE);
+	ring_destroy(&r);
+	hostile_expect_no_fd_left();
+}
+
+/* A ring the backend refuses to enable once it has the kick fd: the frontend
+ * takes it back (GET_VRING_BASE), so the backend holds no ring kvio thinks
+ * stopped; the connection stays in step. */
+static void test_nack_after_kick_takes_ring_back(void **state)
+{
+	struct driver_ring r;
+	uint32_t seen[64];
+	unsigned int n;
+
+	(void)state;
+	script_rule(VHOST_USER_SET_VRING_ENABLE, NACK);
+	hostile_connect(0);
+	assert_int_equal(vhost_user_frontend_set_mem_table(&fe, &mem), 0);
+	ring_layout(&r, 0);
+	assert_int_equal(vhost_user_frontend_start_ring(&fe, 0, &r.vq, r.kick, r.call), -EIO);
+	assert_int_equal(script_rings_held(), 0);
+	n = script_seen(seen);
+	assert_int_equal(seen[n - 2], VHOST_USER_SET_VRING_ENABLE);
+	assert_int_equal(seen[n - 1], VHOST_USER_GET_VRING_BASE);
+	assert_int_equal(vhost_user_frontend_start_ring(&fe, 0, &r.vq, r.kick, r.call), 0);
+	assert_int_equal(script_rings_held(), 1u << 0);
 	ring_destroy(&r);
 	hostile_expect_no_fd_left();
 }
@@ -1487,6 +1562,105 @@ static void test_watch_without_reconnect(void **state)
 	expect_no_fd_left();
 }
 
+/* --- (d) kvio's vhost-user NIC (src/backend/net_vhost_user.c under
+ * src/virtio/net.c) and disk (src/virtio/vhost_user_blk.c), driven through
+ * virtio-pci the way the guest's driver does --- */
+
+struct nic {
+	struct net_backend *be;
+	struct virtio_dev *vdev;
+	struct vtd vd;
+};
+
+static struct nic nic;
+
+static void nic_create(unsigned int reconnect_s)
+{
+	struct virtio_net_options opts = { .queue_pairs = 1, .mac = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 } };
+	const char *why = "";
+
+	nic.be = net_vhost_user_open(sock_path, 1, reconnect_s, &why);
+	if (!nic.be)
+		fail_msg("net_vhost_user_open: %s", why);
+	opts.backend = nic.be;
+	nic.vdev = virtio_net_create(&opts);
+	assert_non_null(nic.vdev);
+	vtd_init(&nic.vd, nic.vdev, RAM_SIZE);
+}
+
+/* Every feature offered, receive, transmit and control queues (vector = queue), DRIVER_OK. */
+static void nic_start(void)
+{
+	assert_true(vtd_negotiate(&nic.vd, vtd_device_features(&nic.vd)));
+	for (unsigned int q = 0; q < 3; q++)
+		vtd_setup_queue(&nic.vd, q, QSIZE, (uint16_t)q);
+	vtd_driver_ok(&nic.vd);
+}
+
+static bool nic_needs_reset(void)
+{
+	return vtd_read(&nic.vd, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET;
+}
+
+/* As kvio tears down: the watcher first, then the transport, then the device. */
+static void nic_destroy(void)
+{
+	nic.vdev->ops->quiesce(nic.vdev);
+	vtd_destroy(&nic.vd);
+	virtio_net_destroy(nic.vdev);
+}
+
+/* DRIVER_OK with the backend refusing the pair's second ring (its address,
+ * or enabling it once it has the kick fd) after the first one started: the
+ * pair stays with kvio, so every ring the backend took is stopped again. */
+static void test_net_pair_half_started(void **state)
+{
+	static const uint32_t refused[] = { VHOST_USER_SET_VRING_ADDR, VHOST_USER_SET_VRING_ENABLE };
+
+	for (unsigned int i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		if (i)
+			assert_int_equal(hostile_setup(state), 0);
+		script.echo_vring_base = true;
+		script_rule_after(refused[i], NACK, 1);  /* ring 1's */
+		script_start();
+		nic_create(0);
+		nic_start();
+		assert_int_equal(script_rings_held(), 0);
+		assert_false(nic.vd.kick_unwatched[0] || nic.vd.kick_unwatched[1]);
+		assert_false(nic_needs_reset());
+		nic_destroy();
+		hostile_expect_no_fd_left();
+	}
+}
+
+/* The same for a disk's two queues: the one refused once it had the kick fd
+ * is stopped as well as the one that started, and the device asks for a reset. */
+static void test_blk_queues_half_started(void **state)
+{
+	struct virtio_dev *vdev;
+	struct vtd vd;
+
+	(void)state;
+	script.features |= 1ULL << VIRTIO_BLK_F_MQ;
+	script.echo_vring_base = true;
+	script_rule_after(VHOST_USER_SET_VRING_ENABLE, NACK, 1);  /* queue 1's */
+	script_start();
+	vdev = vhost_user_blk_create(sock_path, 2);
+	assert_non_null(vdev);
+	vtd_init(&vd, vdev, RAM_SIZE);
+	assert_true(vtd_negotiate(&vd, vtd_device_features(&vd)));
+	vtd_setup_queue(&vd, 0, QSIZE, 0);
+	vtd_setup_queue(&vd, 1, QSIZE, 1);
+	vtd_driver_ok(&vd);
+	assert_true(vtd_read(&vd, VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	assert_int_equal(script_rings_held(), 0);
+	assert_false(vd.kick_unwatched[0] || vd.kick_unwatched[1]);
+	vdev->ops->quiesce(vdev);
+	vtd_destroy(&vd);
+	vhost_user_blk_destroy(vdev);
+	hostile_expect_no_fd_left();
+}
+
 #define R(f) cmocka_unit_test_setup_teardown(f, real_setup, real_teardown)
 #define H(f) cmocka_unit_test_setup_teardown(f, hostile_setup, hostile_teardown)
 #define W(f) cmocka_unit_test_setup_teardown(f, watch_setup, watch_teardown)
@@ -1511,6 +1685,7 @@ int main(void)
 		H(test_reply_with_fds),
 		H(test_reply_never_comes),
 		H(test_nack),
+		H(test_nack_after_kick_takes_ring_back),
 		H(test_backend_hangs_up),
 		H(test_backend_hangs_up_mid_reply),
 		H(test_config_reply_mismatch),
@@ -1522,6 +1697,8 @@ int main(void)
 		W(test_watch_close_while_reconnecting),
 		W(test_watch_close_while_connected),
 		W(test_watch_without_reconnect),
+		H(test_net_pair_half_started),
+		H(test_blk_queues_half_started),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
