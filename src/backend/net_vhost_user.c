@@ -2,11 +2,14 @@
  * queue pairs' rings in guest memory it maps by fd; kvio only sets them up,
  * tears them down and keeps the control queue. When the backend goes away
  * the NIC's link goes down; with reconnect=, it comes back and the rings
- * resume where the guest's used rings say they stood. */
+ * resume where the guest's used rings say they stood, unless what answers
+ * now lacks what the guest uses. */
 #include <errno.h>
+#include <inttypes.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +35,7 @@ struct net_vhost_user {
 	const struct guest_mem *mem;
 	uint64_t features;
 	bool session_set_up;    /* features and memory table sent on this connection */
+	bool shortfall_logged;  /* this connection's backend_runs_guest() refusal */
 	unsigned int reconnect_s;
 };
 
@@ -86,6 +90,26 @@ static int start_ring(struct net_vhost_user *vu, unsigned int index)
 	return vhost_user_frontend_start_ring(&vu->fe, index, ring->vq, ring->kick_fd, ring->call_fd);
 }
 
+/* After a reconnect the socket may lead to another program: it must run the
+ * rings as the guest set them up (ring features the first backend offered
+ * and the guest took) and have every queue pair kvio offered the guest. */
+static bool backend_runs_guest(struct net_vhost_user *vu)
+{
+	uint64_t lacking = vu->features & vu->be.ring_features & ~vu->fe.features;
+	char what[80];
+
+	if (lacking)
+		snprintf(what, sizeof(what), "ring features the guest uses (0x%" PRIx64 ")", lacking);
+	else if (vu->queue_pairs > 1 && vu->fe.max_queues < vu->queue_pairs)
+		snprintf(what, sizeof(what), "the %u queue pairs the guest has (MQ)", vu->queue_pairs);
+	else
+		return true;
+	if (!vu->shortfall_logged)
+		log_warn("vhost-user %s: the backend lacks %s: its rings stay stopped", vu->fe.path, what);
+	vu->shortfall_logged = true;
+	return false;
+}
+
 /* Features and memory table, once per connection, before the first ring. */
 static int set_up_session(struct net_vhost_user *vu)
 {
@@ -93,6 +117,8 @@ static int set_up_session(struct net_vhost_user *vu)
 
 	if (vu->session_set_up)
 		return 0;
+	if (!backend_runs_guest(vu))
+		return -EPROTONOSUPPORT;  /* not -ENOTSUP: the NIC reads that as "no MSI-X" */
 	err = vhost_user_frontend_set_features(&vu->fe, vu->features | (1ULL << VHOST_USER_F_PROTOCOL_FEATURES));
 	if (!err)
 		err = vhost_user_frontend_set_mem_table(&vu->fe, vu->mem);
@@ -181,6 +207,7 @@ static int vu_resume_offload(struct net_backend *be)
 	struct net_vhost_user *vu = (struct net_vhost_user *)be;
 	int err = 0;
 
+	vu->shortfall_logged = false;
 	if (!running_rings(vu))
 		return 0;  /* nothing was running: the next DRIVER_OK sets everything up */
 	vu->session_set_up = false;

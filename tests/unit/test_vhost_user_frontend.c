@@ -11,7 +11,8 @@
  *    match): an error every time, never a crash, never an fd left open;
  *  - backends that go away and come back, for the watcher thread;
  *  - kvio's vhost-user NIC and disk on top of the frontend, driven through
- *    virtio-pci as a guest driver would: queues a backend half-started.
+ *    virtio-pci as a guest driver would: queues a backend half-started, a
+ *    backend that comes back lacking what the guest uses.
  * Server threads never call cmocka's assertions (they longjmp into the test's
  * frame): they record what they saw under a lock and the test checks it.
  * Tests named test_known_bug_* check behaviour the frontend gets wrong today:
@@ -28,6 +29,7 @@
 #include <linux/virtio_ring.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +212,8 @@ static void frontend_close(void)
 
 /* --- a real backend: the library and a fake device, served from a thread --- */
 
+#define RB_MAX_QUEUES 4
+
 struct real_backend {
 	const struct vhost_user_device_ops *ops;
 	int listen_fd;
@@ -220,8 +224,8 @@ struct real_backend {
 	 * test reads once a reply came back already reflects that request. */
 	pthread_mutex_t lock;
 	struct vhost_user_backend *be;
-	bool running[2];
-	uint16_t size[2], base[2];  /* the ring as the device got it when started */
+	bool running[RB_MAX_QUEUES];
+	uint16_t size[RB_MAX_QUEUES], base[RB_MAX_QUEUES];  /* the ring as the device got it when started */
 	unsigned int started, stopped, kicks;
 	uint64_t features;       /* what the frontend acked (SET_FEATURES) */
 	uint8_t last_out[16];
@@ -285,6 +289,39 @@ static const struct vhost_user_device_ops dev_ops = {
 	.get_config = dev_get_config,
 };
 
+/* Two queue pairs, for a NIC with queues=2. */
+static const struct vhost_user_device_ops two_pairs_ops = {
+	.features = FEATURES,
+	.protocol_features = PROTO_ALL,
+	.num_queues = 4,
+	.queue_size_max = 256,
+	.ring_started = dev_ring_started,
+	.ring_stopped = dev_ring_stopped,
+	.kick = dev_kick,
+};
+
+/* What another program behind the same socket may offer: a ring layout short
+ * of what the guest uses (no EVENT_IDX), or queues without MQ to say how many. */
+static const struct vhost_user_device_ops no_event_idx_ops = {
+	.features = FEATURES & ~(1ULL << VIRTIO_RING_F_EVENT_IDX),
+	.protocol_features = PROTO_ALL,
+	.num_queues = 2,
+	.queue_size_max = 256,
+	.ring_started = dev_ring_started,
+	.ring_stopped = dev_ring_stopped,
+	.kick = dev_kick,
+};
+
+static const struct vhost_user_device_ops no_mq_ops = {
+	.features = FEATURES,
+	.protocol_features = PROTO_ALL & ~(1ULL << VHOST_USER_PROTOCOL_F_MQ),
+	.num_queues = 4,
+	.queue_size_max = 256,
+	.ring_started = dev_ring_started,
+	.ring_stopped = dev_ring_stopped,
+	.kick = dev_kick,
+};
+
 /* No protocol features beyond the PROTOCOL_FEATURES bit the library always offers. */
 static const struct vhost_user_device_ops plain_ops = {
 	.features = FEATURES,
@@ -311,11 +348,12 @@ static int real_backend_serve(struct real_backend *rb, int sock)
 		return -ENOMEM;
 	}
 	while (!err) {
-		struct pollfd p[2 + 2] = { { .fd = sock, .events = POLLIN }, { .fd = rb->stop_fd, .events = POLLIN } };
-		unsigned int queue[2 + 2], n = 2;
+		struct pollfd p[2 + RB_MAX_QUEUES] = { { .fd = sock, .events = POLLIN },
+						       { .fd = rb->stop_fd, .events = POLLIN } };
+		unsigned int queue[2 + RB_MAX_QUEUES], n = 2;
 
 		pthread_mutex_lock(&rb->lock);
-		for (unsigned int q = 0; q < rb->ops->num_queues && q < 2; q++) {
+		for (unsigned int q = 0; q < rb->ops->num_queues && q < RB_MAX_QUEUES; q++) {
 			int kick_fd = vhost_user_backend_kick_fd(rb->be, q);
 
 			if (kick_fd >= 0) {
@@ -1574,12 +1612,12 @@ struct nic {
 
 static struct nic nic;
 
-static void nic_create(unsigned int reconnect_s)
+static void nic_create(unsigned int queue_pairs, unsigned int reconnect_s)
 {
-	struct virtio_net_options opts = { .queue_pairs = 1, .mac = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 } };
+	struct virtio_net_options opts = { .queue_pairs = queue_pairs, .mac = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 } };
 	const char *why = "";
 
-	nic.be = net_vhost_user_open(sock_path, 1, reconnect_s, &why);
+	nic.be = net_vhost_user_open(sock_path, queue_pairs, reconnect_s, &why);
 	if (!nic.be)
 		fail_msg("net_vhost_user_open: %s", why);
 	opts.backend = nic.be;
@@ -1588,13 +1626,19 @@ static void nic_create(unsigned int reconnect_s)
 	vtd_init(&nic.vd, nic.vdev, RAM_SIZE);
 }
 
-/* Every feature offered, receive, transmit and control queues (vector = queue), DRIVER_OK. */
+/* Every feature offered, every queue (vector = queue) with the control queue last, DRIVER_OK. */
 static void nic_start(void)
 {
 	assert_true(vtd_negotiate(&nic.vd, vtd_device_features(&nic.vd)));
-	for (unsigned int q = 0; q < 3; q++)
+	for (unsigned int q = 0; q < nic.vdev->ops->num_queues; q++)
 		vtd_setup_queue(&nic.vd, q, QSIZE, (uint16_t)q);
 	vtd_driver_ok(&nic.vd);
+}
+
+static bool nic_link_up(void)
+{
+	return vtd_read(&nic.vd, VIRTIO_PCI_DEVICE_OFFSET + offsetof(struct virtio_net_config, status), 2) &
+	       VIRTIO_NET_S_LINK_UP;
 }
 
 static bool nic_needs_reset(void)
@@ -1610,6 +1654,109 @@ static void nic_destroy(void)
 	virtio_net_destroy(nic.vdev);
 }
 
+/* Stands between the watcher and the NIC's link callback: counts what went
+ * through, and can hold a link-up back, as NIC locks held elsewhere would. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	void (*nic_changed)(void *ctx, bool up);  /* the NIC's own callback */
+	bool hold_up;
+	unsigned int held, ups, downs;  /* link-ups waiting now; calls passed through */
+} gate = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static void gated_link_changed(void *ctx, bool up)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.held += up;
+	pthread_cond_broadcast(&gate.cond);
+	while (up && gate.hold_up)
+		pthread_cond_wait(&gate.cond, &gate.lock);
+	gate.held -= up;
+	pthread_mutex_unlock(&gate.lock);
+	gate.nic_changed(ctx, up);
+	pthread_mutex_lock(&gate.lock);
+	if (up)
+		gate.ups++;
+	else
+		gate.downs++;
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+/* Before the first DRIVER_OK, which starts the watcher. */
+static void gate_install(void)
+{
+	gate.hold_up = false;
+	gate.held = gate.ups = gate.downs = 0;
+	gate.nic_changed = nic.be->link_changed;
+	nic.be->link_changed = gated_link_changed;
+}
+
+/* Wait (3 s at most) until ups and downs went through and held link-ups wait at the gate. */
+static void gate_wait(unsigned int ups, unsigned int downs, unsigned int held)
+{
+	struct timespec deadline;
+	bool reached;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 3;
+	pthread_mutex_lock(&gate.lock);
+	while (!(reached = gate.ups >= ups && gate.downs >= downs && gate.held >= held))
+		if (pthread_cond_timedwait(&gate.cond, &gate.lock, &deadline) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&gate.lock);
+	if (!reached)
+		fail_msg("link changes: up %u down %u held %u, expected %u %u %u", gate.ups, gate.downs, gate.held, ups,
+			 downs, held);
+}
+
+static unsigned int rings_started(struct real_backend *b)
+{
+	unsigned int started;
+
+	pthread_mutex_lock(&b->lock);
+	started = b->started;
+	pthread_mutex_unlock(&b->lock);
+	return started;
+}
+
+/* The backend goes away and another program answers on its socket, short of
+ * a ring feature the guest uses (EVENT_IDX), or of the MQ protocol feature
+ * that tells kvio the second pair is there: kvio starts no ring on it, after
+ * the reconnect or at the guest's next DRIVER_OK, and the link stays down. */
+static void test_net_reconnect_to_lesser_backend(void **state)
+{
+	static const struct {
+		const struct vhost_user_device_ops *before, *after;
+		unsigned int pairs;
+	} cases[] = { { &dev_ops, &no_event_idx_ops, 1 }, { &two_pairs_ops, &no_mq_ops, 2 } };
+
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (i)
+			assert_int_equal(real_setup(state), 0);
+		real_backend_stop(&rb);
+		real_backend_start(&rb, cases[i].before);
+		nic_create(cases[i].pairs, 1);
+		gate_install();
+		nic_start();
+		assert_int_equal(rings_started(&rb), 2 * cases[i].pairs);
+		assert_true(nic_link_up());
+
+		real_backend_stop(&rb);
+		gate_wait(0, 1, 0);
+		assert_false(nic_link_up());
+		real_backend_start(&rb2, cases[i].after);
+		gate_wait(1, 1, 0);
+		assert_int_equal(rings_started(&rb2), 0);
+		assert_false(nic_link_up());
+		nic_start();
+		assert_int_equal(rings_started(&rb2), 0);
+		assert_false(nic_link_up());
+		nic_destroy();
+		expect_no_fd_left();
+	}
+}
+
 /* DRIVER_OK with the backend refusing the pair's second ring (its address,
  * or enabling it once it has the kick fd) after the first one started: the
  * pair stays with kvio, so every ring the backend took is stopped again. */
@@ -1623,7 +1770,7 @@ static void test_net_pair_half_started(void **state)
 		script.echo_vring_base = true;
 		script_rule_after(refused[i], NACK, 1);  /* ring 1's */
 		script_start();
-		nic_create(0);
+		nic_create(1, 0);
 		nic_start();
 		assert_int_equal(script_rings_held(), 0);
 		assert_false(nic.vd.kick_unwatched[0] || nic.vd.kick_unwatched[1]);
@@ -1699,6 +1846,7 @@ int main(void)
 		W(test_watch_without_reconnect),
 		H(test_net_pair_half_started),
 		H(test_blk_queues_half_started),
+		R(test_net_reconnect_to_lesser_backend),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
