@@ -36,8 +36,21 @@ struct net_vhost_user {
 	uint64_t features;
 	bool session_set_up;    /* features and memory table sent on this connection */
 	bool shortfall_logged;  /* this connection's backend_runs_guest() refusal */
+	/* Rings go to a connection only once the NIC has taken it up (its
+	 * link-up runs resume_offload under the NIC's locks, which sets this):
+	 * a DRIVER_OK between the watcher's reconnect and that link-up leaves
+	 * the rings to the link-up, so they start once, with the new backend's
+	 * features read. The watcher clears it before it tells the NIC the
+	 * backend left, hence before any reconnect; the rest is under the
+	 * NIC's locks. No lock of its own: the frontend's stays innermost. */
+	bool connection_ready;
 	unsigned int reconnect_s;
 };
+
+static bool connection_usable(const struct net_vhost_user *vu)
+{
+	return __atomic_load_n(&vu->connection_ready, __ATOMIC_RELAXED) && vhost_user_frontend_connected(&vu->fe);
+}
 
 static unsigned int running_rings(const struct net_vhost_user *vu)
 {
@@ -78,6 +91,8 @@ static int vu_set_queue_pairs(struct net_backend *be, unsigned int n)
 	int err = 0;
 
 	vu->active_pairs = n;
+	if (!connection_usable(vu))
+		return 0;  /* the link-up's resume applies it */
 	for (unsigned int qp = 0; qp < vu->queue_pairs && !err; qp++)
 		err = enable_pair(vu, qp, qp < n);
 	return err == -ENOTCONN ? 0 : err;  /* applied again on reconnect */
@@ -130,6 +145,8 @@ static void link_changed(void *ctx, bool up)
 {
 	struct net_vhost_user *vu = ctx;
 
+	if (!up)
+		__atomic_store_n(&vu->connection_ready, false, __ATOMIC_RELAXED);
 	/* The NIC resumes the rings under its locks before it raises the link. */
 	if (vu->be.link_changed)
 		vu->be.link_changed(vu->be.link_ctx, up);
@@ -149,7 +166,7 @@ static int vu_start_offload(struct net_backend *be, unsigned int qp, const struc
 	 * its link callback and the transport it uses exist. */
 	if (!vu->fe.watching && vhost_user_frontend_watch(&vu->fe, vu->reconnect_s, link_changed, vu))
 		log_warn("vhost-user %s: no watcher thread: a backend that leaves goes unnoticed", vu->fe.path);
-	if (!vhost_user_frontend_connected(&vu->fe))
+	if (!connection_usable(vu))
 		return -ENOTCONN;
 	if (!running_rings(vu)) {
 		vu->session_set_up = false;  /* a new driver: its features, maybe another layout */
@@ -192,7 +209,8 @@ static void vu_stop_offload(struct net_backend *be, unsigned int qp, const struc
 		if (!vu->running[index])
 			continue;
 		vu->running[index] = false;
-		if (vhost_user_frontend_stop_ring(&vu->fe, index, &next_avail)) {
+		/* Not usable: the ring ran on a connection that is gone. */
+		if (!connection_usable(vu) || vhost_user_frontend_stop_ring(&vu->fe, index, &next_avail)) {
 			rewind_to_used(vq);
 			continue;
 		}
@@ -207,6 +225,7 @@ static int vu_resume_offload(struct net_backend *be)
 	struct net_vhost_user *vu = (struct net_vhost_user *)be;
 	int err = 0;
 
+	__atomic_store_n(&vu->connection_ready, true, __ATOMIC_RELAXED);
 	vu->shortfall_logged = false;
 	if (!running_rings(vu))
 		return 0;  /* nothing was running: the next DRIVER_OK sets everything up */
@@ -276,6 +295,7 @@ struct net_backend *net_vhost_user_open(const char *path, unsigned int queue_pai
 	vu->reconnect_s = reconnect_s;
 	vu->queue_pairs = vu->active_pairs = queue_pairs;
 	err = vhost_user_frontend_connect(&vu->fe, why);
+	vu->connection_ready = !err;  /* no NIC yet: its first DRIVER_OK takes it up */
 	if (!err && (vu->fe.features & TRANSPORT_BITS) != TRANSPORT_BITS) {
 		*why = "the backend lacks VIRTIO_F_VERSION_1, EVENT_IDX or INDIRECT_DESC, which kvio always offers";
 		err = -ENOTSUP;

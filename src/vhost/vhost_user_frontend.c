@@ -228,11 +228,10 @@ void vhost_user_frontend_disconnect(struct vhost_user_frontend *fe)
 
 int vhost_user_frontend_set_features(struct vhost_user_frontend *fe, uint64_t features)
 {
-	uint64_t run = features & fe->features;
 	int err;
 
-	pthread_mutex_lock(&fe->lock);
-	err = set_u64(fe, VHOST_USER_SET_FEATURES, run, -1);
+	pthread_mutex_lock(&fe->lock);  /* a reconnect rewrites fe->features under it */
+	err = set_u64(fe, VHOST_USER_SET_FEATURES, features & fe->features, -1);
 	pthread_mutex_unlock(&fe->lock);
 	return err;
 }

@@ -40,7 +40,9 @@ void vhost_user_frontend_disconnect(struct vhost_user_frontend *fe);
 /* Watch the connection from a thread of its own: when the backend hangs up,
  * disconnect and call changed(ctx, false); with reconnect_s > 0, try again
  * every that many seconds and call changed(ctx, true) once connected (the
- * caller then sets its rings up again). Returns 0 or -errno. */
+ * caller then sets its rings up again). Until that call has done so, a new
+ * connection is connected but not the caller's to start rings on: the
+ * caller tells the two apart (net_vhost_user.c). Returns 0 or -errno. */
 int vhost_user_frontend_watch(struct vhost_user_frontend *fe, unsigned int reconnect_s,
 			      void (*changed)(void *ctx, bool up), void *ctx);
 /* Stop the watcher (no more changed() calls after this returns). */

@@ -12,7 +12,8 @@
  *  - backends that go away and come back, for the watcher thread;
  *  - kvio's vhost-user NIC and disk on top of the frontend, driven through
  *    virtio-pci as a guest driver would: queues a backend half-started, a
- *    backend that comes back lacking what the guest uses.
+ *    backend that comes back lacking what the guest uses, a DRIVER_OK
+ *    between a reconnect and the NIC's link-up (held back at a gate).
  * Server threads never call cmocka's assertions (they longjmp into the test's
  * frame): they record what they saw under a lock and the test checks it.
  * Tests named test_known_bug_* check behaviour the frontend gets wrong today:
@@ -464,6 +465,16 @@ static void real_backend_wait_running(struct real_backend *rb, unsigned int q)
 	assert_true(running);
 }
 
+/* Stands between the watcher and the NIC's link callback: counts what went
+ * through, and can hold a link-up back, as NIC locks held elsewhere would. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	void (*nic_changed)(void *ctx, bool up);  /* the NIC's own callback */
+	bool hold_up;
+	unsigned int held, ups, downs;  /* link-ups waiting now; calls passed through */
+} gate = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
 static struct real_backend rb, rb2;
 
 static int common_setup(void)
@@ -478,6 +489,11 @@ static int common_setup(void)
 
 static void common_teardown(void)
 {
+	/* A NIC test that failed may have left its watcher at the gate. */
+	pthread_mutex_lock(&gate.lock);
+	gate.hold_up = false;
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.lock);
 	frontend_close();
 	real_backend_stop(&rb);
 	real_backend_stop(&rb2);
@@ -1654,16 +1670,6 @@ static void nic_destroy(void)
 	virtio_net_destroy(nic.vdev);
 }
 
-/* Stands between the watcher and the NIC's link callback: counts what went
- * through, and can hold a link-up back, as NIC locks held elsewhere would. */
-static struct {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	void (*nic_changed)(void *ctx, bool up);  /* the NIC's own callback */
-	bool hold_up;
-	unsigned int held, ups, downs;  /* link-ups waiting now; calls passed through */
-} gate = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
-
 static void gated_link_changed(void *ctx, bool up)
 {
 	pthread_mutex_lock(&gate.lock);
@@ -1708,6 +1714,14 @@ static void gate_wait(unsigned int ups, unsigned int downs, unsigned int held)
 	if (!reached)
 		fail_msg("link changes: up %u down %u held %u, expected %u %u %u", gate.ups, gate.downs, gate.held, ups,
 			 downs, held);
+}
+
+static void gate_hold_up(bool hold)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.hold_up = hold;
+	pthread_cond_broadcast(&gate.cond);
+	pthread_mutex_unlock(&gate.lock);
 }
 
 static unsigned int rings_started(struct real_backend *b)
@@ -1755,6 +1769,48 @@ static void test_net_reconnect_to_lesser_backend(void **state)
 		nic_destroy();
 		expect_no_fd_left();
 	}
+}
+
+/* The guest resets the NIC and sets DRIVER_OK after the watcher reconnected
+ * but before the NIC's link-up ran (held at the gate): the rings start once,
+ * by the link-up, on the connection it set up, never twice; and they run. */
+static void test_net_driver_ok_before_link_up(void **state)
+{
+	struct vtd_buf frame = { 0, 64, false };
+	int64_t deadline;
+	bool interrupted = false;
+
+	(void)state;
+	nic_create(1, 1);
+	gate_install();
+	frame.gpa = vtd_alloc(&nic.vd, frame.len);
+	nic_start();
+	assert_int_equal(rings_started(&rb), 2);
+
+	real_backend_stop(&rb);
+	gate_wait(0, 1, 0);
+	gate_hold_up(true);
+	real_backend_start(&rb2, &dev_ops);
+	gate_wait(0, 1, 1);  /* reconnected: the link-up waits */
+	nic_start();
+	assert_int_equal(rings_started(&rb2), 0);
+	gate_hold_up(false);
+	gate_wait(1, 1, 0);
+	assert_int_equal(rings_started(&rb2), 2);
+	pthread_mutex_lock(&rb2.lock);
+	assert_true(rb2.running[0] && rb2.running[1]);
+	pthread_mutex_unlock(&rb2.lock);
+	assert_true(nic_link_up());
+	assert_true(nic.vd.kick_unwatched[0] && nic.vd.kick_unwatched[1]);
+
+	/* A frame on the transmit ring: the backend uses it and interrupts. */
+	vtd_offer(&nic.vd, 1, &frame, 1);
+	vtd_kick(&nic.vd, 1);
+	for (deadline = now_ms() + 3000; !interrupted && now_ms() < deadline; sleep_ms(5))
+		interrupted = vtd_interrupted(&nic.vd, 1);
+	assert_true(interrupted);
+	nic_destroy();
+	expect_no_fd_left();
 }
 
 /* DRIVER_OK with the backend refusing the pair's second ring (its address,
@@ -1847,6 +1903,7 @@ int main(void)
 		H(test_net_pair_half_started),
 		H(test_blk_queues_half_started),
 		R(test_net_reconnect_to_lesser_backend),
+		R(test_net_driver_ok_before_link_up),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
