@@ -5,6 +5,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <linux/if_ether.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -187,7 +188,13 @@
 #define RXD_STAT_EOP 0x02
 #define RXD_STAT_IXSM 0x04
 #define RXD_STAT_VP 0x08
+#define RXD_STAT_TCPCS 0x20  /* TCP/UDP checksum computed; RXD_ERR_TCPE says if bad */
+#define RXD_STAT_IPCS 0x40   /* IPv4 header checksum computed; RXD_ERR_IPE says if bad */
+#define RXD_ERR_TCPE 0x20
+#define RXD_ERR_IPE 0x40
 #define RXD_ERR_RXE 0x80
+#define RXCSUM_IPOFLD 0x100
+#define RXCSUM_TUOFLD 0x200
 
 /* PHY (MII registers plus the M88E1011's own), reached through MDIC at address 1. */
 #define PHY_ADDR 1
@@ -318,6 +325,7 @@ struct e1000 {
 	uint8_t *rx_frame;
 	uint32_t rx_len;
 	uint16_t rx_special;
+	uint8_t rx_csum_status, rx_csum_errors;  /* receive checksum offload's verdict */
 	bool rx_vlan, rx_pending, rx_stalled;
 	bool rx_kicked;  /* kick_receive called, e1000_backend_ready not run since */
 
@@ -533,9 +541,12 @@ static void reset(struct e1000 *nic)
 	nic->tx.started = nic->tx.dropping = false;
 	nic->rx_pending = nic->rx_stalled = false;
 	update_irq(nic);
-	/* Whole frames from the host: the 82540 takes no partial checksums or GSO frames. */
+	/* No GSO frames from the host (the 82540 has no receive coalescing), but
+	 * partial checksums where the backend hands them over: they are completed
+	 * here, on the I/O thread, instead of by the host's stack on whichever
+	 * thread sent (often a vCPU, whose ACK wakes the host's TCP sender). */
 	if (nic->be->ops->set_guest_offloads)
-		nic->be->ops->set_guest_offloads(nic->be, 0);
+		nic->be->ops->set_guest_offloads(nic->be, nic->be->offloads & (1ULL << VIRTIO_NET_F_GUEST_CSUM));
 }
 
 /* --- EEPROM (Microwire, bit-banged through EECD) ----------------------- */
@@ -978,6 +989,73 @@ static bool rx_address_match(const struct e1000 *nic, const uint8_t *da)
 /* Turn what the backend handed over (header first, at rx_buf) into the frame
  * the 82540 would deliver: filtered, VLAN tag stripped, padded, FCS appended.
  * Returns false if it is dropped. */
+/* Receive checksum offload (RXCSUM; SDM 3.2.9): the IPv4 header checksum and
+ * the TCP/UDP checksum of unfragmented IPv4 and of IPv6 without extension
+ * headers, found good or bad. It saves the driver its own pass over every
+ * frame, on the guest's vCPU; here it runs on the I/O thread. A frame the host
+ * vouched for (known_good: a partial checksum completed here, or DATA_VALID)
+ * is not summed again. Frames of other kinds keep IXSM: the driver checks them. */
+static void rx_checksum(struct e1000 *nic, const uint8_t *f, uint32_t len, bool known_good)
+{
+	uint32_t rxcsum = reg(nic, REG_RXCSUM), l3 = ETH_HLEN, l4, l4_len, hlen;
+	uint16_t ethertype = get_be16(f + 2 * ETH_ALEN), pseudo;
+	uint8_t proto, status = 0, errors = 0;
+
+	nic->rx_csum_status = RXD_STAT_IXSM;
+	nic->rx_csum_errors = 0;
+	if (!(rxcsum & (RXCSUM_IPOFLD | RXCSUM_TUOFLD)))
+		return;
+	if (ethertype == (uint16_t)reg(nic, REG_VET) && len >= ETH_HLEN + 4) {  /* a tag the device left in */
+		ethertype = get_be16(f + 2 * ETH_ALEN + 4);
+		l3 += 4;
+	}
+	if (ethertype == ETH_P_IP && len >= l3 + 20 && f[l3] >> 4 == 4) {
+		const uint8_t *ip = f + l3;
+		uint32_t total = get_be16(ip + 2);
+
+		hlen = (ip[0] & 0xF) * 4u;
+		if (hlen < 20 || total < hlen || l3 + total > len)
+			return;
+		if (rxcsum & RXCSUM_IPOFLD) {
+			status |= RXD_STAT_IPCS;
+			if (csum_add(0, ip, hlen) != 0xFFFF)
+				errors |= RXD_ERR_IPE;
+		}
+		proto = ip[9];
+		l4 = l3 + hlen;
+		l4_len = total - hlen;
+		if (get_be16(ip + 6) & 0x3FFF)
+			proto = 0;  /* a fragment: its L4 checksum covers other frames too */
+		pseudo = csum_add(0, ip + 12, 8);
+	} else if (ethertype == ETH_P_IPV6 && len >= l3 + 40 && f[l3] >> 4 == 6) {
+		const uint8_t *ip = f + l3;
+
+		l4 = l3 + 40;
+		l4_len = get_be16(ip + 4);
+		if (l4 + l4_len > len)
+			return;
+		proto = ip[6];
+		pseudo = csum_add(0, ip + 8, 32);
+	} else {
+		return;
+	}
+	if ((rxcsum & RXCSUM_TUOFLD) && (proto == IPPROTO_TCP || proto == IPPROTO_UDP) &&
+	    l4_len >= (proto == IPPROTO_TCP ? 20u : 8u) &&
+	    !(proto == IPPROTO_UDP && ethertype == ETH_P_IP && !get_be16(f + l4 + 6))) {  /* UDPv4 without one */
+		status |= RXD_STAT_TCPCS;
+		if (!known_good) {
+			uint16_t sum = csum_add(csum_add32(csum_add16(pseudo, proto), l4_len), f + l4, l4_len);
+
+			if (sum != 0xFFFF)
+				errors |= RXD_ERR_TCPE;
+		}
+	}
+	if (status) {
+		nic->rx_csum_status = status;
+		nic->rx_csum_errors = errors;
+	}
+}
+
 static bool rx_prepare(struct e1000 *nic, size_t got)
 {
 	struct virtio_net_hdr_v1 vh;
@@ -997,7 +1075,8 @@ static bool rx_prepare(struct e1000 *nic, size_t got)
 	if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
 		uint32_t start = le16toh(vh.csum_start);
 
-		put_checksum(f, len, start, start + le16toh(vh.csum_offset), 0, false, false);
+		/* csum_offset 6 is UDP's field, where a sum of 0 goes out as 0xFFFF. */
+		put_checksum(f, len, start, start + le16toh(vh.csum_offset), 0, false, le16toh(vh.csum_offset) == 6);
 	}
 	if (len + ETH_FCS_LEN > ((rctl & RCTL_LPE) ? RX_MAX_LONG_FRAME : RX_MAX_FRAME)) {
 		stat_add(nic, REG_ROC, 1);
@@ -1023,6 +1102,7 @@ static bool rx_prepare(struct e1000 *nic, size_t got)
 		memset(f + len, 0, ETH_MIN_FRAME - len);
 		len = ETH_MIN_FRAME;
 	}
+	rx_checksum(nic, f, len, vh.flags & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID));
 	if (!(rctl & RCTL_SECRC)) {
 		/* The driver strips 4 bytes from every frame: they had better be the FCS. */
 		uint32_t fcs = ether_crc32(f, len);
@@ -1063,7 +1143,7 @@ static enum rx_outcome rx_deliver(struct e1000 *nic)
 	if ((tail + n - head) % n < need)
 		return RX_WAIT;
 	for (uint32_t i = 0; i < need; i++) {
-		uint8_t *slot = ring + (size_t)head * DESC_SIZE, status = RXD_STAT_DD | RXD_STAT_IXSM;
+		uint8_t *slot = ring + (size_t)head * DESC_SIZE, status = RXD_STAT_DD, csum_errors = 0;
 		uint32_t chunk = left < bsize ? left : bsize;
 		void *dst;
 
@@ -1077,13 +1157,17 @@ static enum rx_outcome rx_deliver(struct e1000 *nic)
 		src += chunk;
 		left -= chunk;
 		if (i + 1 == need) {
-			status |= RXD_STAT_EOP;
+			/* The driver takes a frame's checksum verdict from its last descriptor. */
+			status |= RXD_STAT_EOP | nic->rx_csum_status;
+			csum_errors = nic->rx_csum_errors;
 			if (nic->rx_vlan)
 				status |= RXD_STAT_VP;
+		} else {
+			status |= RXD_STAT_IXSM;
 		}
 		put_le16(slot + 8, errors ? 0 : (uint16_t)chunk);
 		put_le16(slot + 10, 0);
-		slot[13] = errors;
+		slot[13] = errors | csum_errors;
 		put_le16(slot + 14, (i + 1 == need && nic->rx_vlan) ? nic->rx_special : 0);
 		/* The driver polls DD, then reads the rest: it must see DD last. */
 		__atomic_store_n(&slot[12], status, __ATOMIC_RELEASE);

@@ -32,6 +32,7 @@
 #define IMS 0x00D0
 #define IMC 0x00D8
 #define RCTL 0x0100
+#define RXCSUM 0x5000
 #define TCTL 0x0400
 #define RDBAL 0x2800
 #define RDBAH 0x2804
@@ -1382,6 +1383,140 @@ static void test_rx_resume_kicks_io_thread(void **state)
 	assert_int_equal(gpa(buf_addr(0))[20], 9);
 }
 
+/* A frame from the host with a virtio-net header asking for a partial checksum. */
+static void host_sends_partial(const uint8_t *frame, size_t len, uint16_t csum_start, uint16_t csum_offset)
+{
+	struct sent_frame *f = &fake->pending[fake->tail++ % MAX_FRAMES];
+
+	memset(f->data, 0, NET_HDR_LEN);
+	f->data[0] = 1;  /* VIRTIO_NET_HDR_F_NEEDS_CSUM */
+	f->data[6] = (uint8_t)csum_start;
+	f->data[7] = (uint8_t)(csum_start >> 8);
+	f->data[8] = (uint8_t)csum_offset;
+	memcpy(f->data + NET_HDR_LEN, frame, len);
+	f->len = NET_HDR_LEN + len;
+}
+
+/* build_tcp's frame, addressed to the NIC, its TCP checksum finished. */
+static size_t tcp_to_nic(uint8_t *f, size_t payload)
+{
+	size_t len = build_tcp(f, payload, 0x10, false);
+	uint8_t *ip = f + ETH_HLEN, *tcp = ip + 20;
+	uint16_t check;
+
+	memcpy(f, nic_mac, 6);
+	memcpy(f + 6, peer_mac, 6);
+	tcp[16] = tcp[17] = 0;
+	check = (uint16_t)~fold(sum16(tcp, len - ETH_HLEN - 20, sum16(ip + 12, 8, 6 + (uint32_t)(len - ETH_HLEN - 20))));
+	tcp[16] = (uint8_t)(check >> 8);
+	tcp[17] = (uint8_t)check;
+	assert_true(ipv4_tcp_valid(f, len));
+	return len;
+}
+
+static void ipv4_header_checksum(uint8_t *f)
+{
+	uint16_t check;
+
+	f[ETH_HLEN + 10] = f[ETH_HLEN + 11] = 0;
+	check = (uint16_t)~fold(sum16(f + ETH_HLEN, 20, 0));
+	f[ETH_HLEN + 10] = (uint8_t)(check >> 8);
+	f[ETH_HLEN + 11] = (uint8_t)check;
+}
+
+#define RXD_DD_EOP 0x03
+#define RXD_IXSM 0x04
+#define RXD_TCPCS 0x20
+#define RXD_IPCS 0x40
+#define RXD_TCPE 0x20
+#define RXD_IPE 0x40
+
+/* RXCSUM offload: good and bad checksums told apart, partial ones completed
+ * and trusted, what cannot be checked left to the driver (IXSM). */
+static void test_rx_checksum_offload(void **state)
+{
+	uint8_t f[8][200];
+	size_t len = tcp_to_nic(f[0], 100);
+	uint8_t *ip6, *udp;
+	uint32_t pseudo;
+	uint16_t check;
+
+	(void)state;
+	wr(RXCSUM, 0x300);  /* IPOFLD, TUOFLD */
+	rx_ring_setup(16, 15, 0);
+	host_sends(f[0], len);  /* 0: good */
+	memcpy(f[1], f[0], len);
+	f[1][len - 1] ^= 0x40;  /* 1: payload changed under the TCP checksum */
+	host_sends(f[1], len);
+	memcpy(f[2], f[0], len);
+	f[2][ETH_HLEN + 10] ^= 1;  /* 2: bad IP header checksum */
+	host_sends(f[2], len);
+	memcpy(f[3], f[0], len);
+	f[3][ETH_HLEN + 6] = 0x20;  /* 3: a first fragment (MF): no L4 verdict */
+	ipv4_header_checksum(f[3]);
+	host_sends(f[3], len);
+	memcpy(f[4], f[0], len);
+	f[4][ETH_HLEN + 2] = 0x05;  /* 4: IP total length beyond the frame */
+	ipv4_header_checksum(f[4]);
+	host_sends(f[4], len);
+	/* 5: a partial checksum, as the host's stack leaves it with TUN_F_CSUM:
+	 * the field holds the pseudo-header sum, completed by the device. */
+	memcpy(f[5], f[0], len);
+	pseudo = sum16(f[5] + ETH_HLEN + 12, 8, 6 + (uint32_t)(len - ETH_HLEN - 20));
+	f[5][ETH_HLEN + 36] = (uint8_t)(fold(pseudo) >> 8);
+	f[5][ETH_HLEN + 37] = (uint8_t)fold(pseudo);
+	host_sends_partial(f[5], len, ETH_HLEN + 20, 16);
+	/* 6: IPv6/UDP with a good checksum. */
+	memset(f[6], 0, sizeof(f[6]));
+	memcpy(f[6], nic_mac, 6);
+	memcpy(f[6] + 6, peer_mac, 6);
+	f[6][12] = 0x86;
+	f[6][13] = 0xDD;
+	ip6 = f[6] + ETH_HLEN;
+	udp = ip6 + 40;
+	ip6[0] = 0x60;
+	ip6[5] = 8 + 32;  /* payload length */
+	ip6[6] = 17;
+	ip6[7] = 64;
+	ip6[23] = 1;  /* fe80::1 -> fe80::2 */
+	ip6[39] = 2;
+	ip6[8] = ip6[24] = 0xFE;
+	ip6[9] = ip6[25] = 0x80;
+	udp[1] = 53;
+	udp[3] = 99;
+	udp[5] = 8 + 32;
+	for (int i = 0; i < 32; i++)
+		udp[8 + i] = (uint8_t)(i * 5);
+	check = (uint16_t)~fold(sum16(ip6 + 8, 32, 17 + 40) + sum16(udp, 40, 0));
+	udp[6] = (uint8_t)(check >> 8);
+	udp[7] = (uint8_t)check;
+	host_sends(f[6], ETH_HLEN + 80);
+	e1000_backend_ready(nic);
+	assert_int_equal(rd(RDH), 7);
+	assert_int_equal(rx_desc(0)[12], RXD_DD_EOP | RXD_IPCS | RXD_TCPCS);
+	assert_int_equal(rx_desc(0)[13], 0);
+	assert_int_equal(rx_desc(1)[12], RXD_DD_EOP | RXD_IPCS | RXD_TCPCS);
+	assert_int_equal(rx_desc(1)[13], RXD_TCPE);
+	assert_int_equal(rx_desc(2)[12], RXD_DD_EOP | RXD_IPCS | RXD_TCPCS);
+	assert_int_equal(rx_desc(2)[13], RXD_IPE);
+	assert_int_equal(rx_desc(3)[12], RXD_DD_EOP | RXD_IPCS);
+	assert_int_equal(rx_desc(3)[13], 0);
+	assert_int_equal(rx_desc(4)[12], RXD_DD_EOP | RXD_IXSM);
+	assert_int_equal(rx_desc(4)[13], 0);
+	assert_int_equal(rx_desc(5)[12], RXD_DD_EOP | RXD_IPCS | RXD_TCPCS);
+	assert_int_equal(rx_desc(5)[13], 0);
+	assert_true(ipv4_tcp_valid(gpa(buf_addr(5)), len));
+	assert_int_equal(rx_desc(6)[12], RXD_DD_EOP | RXD_TCPCS);
+	assert_int_equal(rx_desc(6)[13], 0);
+
+	/* Offload off: every frame says IXSM, as before the driver set RXCSUM. */
+	wr(RXCSUM, 0);
+	host_sends(f[1], len);
+	e1000_backend_ready(nic);
+	assert_int_equal(rx_desc(7)[12], RXD_DD_EOP | RXD_IXSM);
+	assert_int_equal(rx_desc(7)[13], 0);
+}
+
 static void test_rx_disabled_drops(void **state)
 {
 	uint8_t f[100];
@@ -1765,6 +1900,7 @@ int main(void)
 		T(test_rx_multi_descriptor),
 		T(test_rx_ring_full_resumes_on_rdt),
 		T(test_rx_resume_kicks_io_thread),
+		T(test_rx_checksum_offload),
 		T(test_rx_disabled_drops),
 		T(test_rx_address_filter),
 		T(test_rx_vlan_strip_and_filter),
