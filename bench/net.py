@@ -4,12 +4,17 @@ through each NIC model and backend, in kvio and in QEMU (same kernel, initrd,
 vCPUs, memory and options), plus iperf3 over a veth pair between two network
 namespaces as the host's own limit. Several rounds, the VMMs alternating which
 goes first; prints medians and ratios. Everything runs in network namespaces
-this script creates and removes. Needs real KVM: bench/net runs it in the
-testbed."""
+this script creates and removes. Needs real KVM: run on the host, it runs
+each round in a testbed of its own (tests/testbed/run), the runs going to a
+JSON-lines file the table is made from."""
 import argparse
+import json
 import os
+import queue
 import statistics
 import subprocess
+import sys
+import threading
 import time
 
 import common  # bench/common.py: the options every driver has
@@ -17,6 +22,9 @@ import common  # bench/common.py: the options every driver has
 NS = f"kvio-bench-{os.getpid()}"
 HOST = "10.0.2.2"
 DIRECTIONS = ("guest->host", "host->guest")
+TESTBED_ATTEMPTS = 3
+TESTBED_FAILED = (124, 125)  # tests/testbed/run: timed out, or L1 failed
+QUIET_LIMIT = 300
 
 # (row, model, backend, vhost)
 ROWS = [("e1000/tap", "e1000", "tap", False),
@@ -126,35 +134,37 @@ def run_veth(args):
     return tuple(res)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    common.add_vm_args(ap)
-    ap.add_argument("--seconds", type=int, default=10, help="per iperf3 direction")
-    ap.add_argument("--rows", default=",".join(r[0] for r in ROWS), help="comma-separated subset of the rows")
-    args = ap.parse_args()
+def run_round(rnd, rows, args):
+    """One round (the VMMs alternate which goes first), appended to args.results
+    as JSON lines as each run ends."""
+    systems = ("kvio", "qemu") if rnd % 2 == 0 else ("qemu", "kvio")
 
-    rows = [r for r in ROWS if r[0] in args.rows.split(",")]
-    if not os.path.exists("/dev/vhost-net"):
-        print("no /dev/vhost-net here: the vhost row is left out")
-        rows = [r for r in rows if not r[3]]
-    results = {(r[0], s): [] for r in rows for s in ("kvio", "qemu")}
-    limit = []
-    for rnd in range(args.rounds):
-        systems = ("kvio", "qemu") if rnd % 2 == 0 else ("qemu", "kvio")
-        for row in rows:
-            for system in systems:
-                start = time.monotonic()
-                try:
-                    res = run_guest(system, row, args)
-                except (RuntimeError, subprocess.SubprocessError) as e:
-                    print(f"round {rnd + 1} {row[0]:17s} {system:4s} FAILED: {e}", flush=True)
-                    continue
-                results[(row[0], system)].append(res)
-                print(f"round {rnd + 1} {row[0]:17s} {system:4s} guest->host {res[0]:8.1f} Mbit/s  "
-                      f"host->guest {res[1]:8.1f} Mbit/s  ({time.monotonic() - start:.0f} s)", flush=True)
-        limit.append(run_veth(args))
-        print(f"round {rnd + 1} {'veth (limit)':17s}      guest->host {limit[-1][0]:8.1f} Mbit/s  "
-              f"host->guest {limit[-1][1]:8.1f} Mbit/s", flush=True)
+    def record(**entry):
+        with open(args.results, "a") as f:
+            f.write(json.dumps(dict(round=rnd + 1, **entry)) + "\n")
+
+    for row in rows:
+        for system in systems:
+            start = time.monotonic()
+            try:
+                res = run_guest(system, row, args)
+            except (RuntimeError, subprocess.SubprocessError) as e:
+                print(f"round {rnd + 1} {row[0]:17s} {system:4s} FAILED: {e}", flush=True)
+                continue
+            record(row=row[0], system=system, rates=res)
+            print(f"round {rnd + 1} {row[0]:17s} {system:4s} guest->host {res[0]:8.1f} Mbit/s  "
+                  f"host->guest {res[1]:8.1f} Mbit/s  ({time.monotonic() - start:.0f} s)", flush=True)
+    res = run_veth(args)
+    record(row="veth (limit)", system="host", rates=res)
+    print(f"round {rnd + 1} {'veth (limit)':17s}      guest->host {res[0]:8.1f} Mbit/s  "
+          f"host->guest {res[1]:8.1f} Mbit/s", flush=True)
+
+
+def report(rows, args):
+    runs = [json.loads(line) for line in open(args.results)]
+    results = {(r[0], s): [e["rates"] for e in runs if e["row"] == r[0] and e["system"] == s]
+               for r in rows for s in ("kvio", "qemu")}
+    limit = [e["rates"] for e in runs if e["row"] == "veth (limit)"]
 
     def med(samples, i):
         return statistics.median(s[i] for s in samples) if samples else float("nan")
@@ -177,6 +187,82 @@ def main():
     print(f"(medians of {args.rounds} rounds, iperf3 TCP {args.seconds} s per direction, {args.cpus} vCPU, "
           f"{args.memory} MiB; failed runs: " + ", ".join(
               f"{r} {s} {args.rounds - len(v)}" for (r, s), v in results.items() if len(v) < args.rounds) + ")")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    common.add_vm_args(ap)
+    ap.add_argument("--seconds", type=int, default=10, help="per iperf3 direction")
+    ap.add_argument("--rows", default=",".join(r[0] for r in ROWS), help="comma-separated subset of the rows")
+    ap.add_argument("--results", help="JSON lines of every run, appended to (default: a new file in build/)")
+    ap.add_argument("--round", type=int, help=argparse.SUPPRESS)  # run this one round here (bench/net's own use)
+    args = ap.parse_args()
+
+    rows = [r for r in ROWS if r[0] in args.rows.split(",")]
+    if args.round is not None:
+        if not os.path.exists("/dev/vhost-net"):
+            print("no /dev/vhost-net here: the vhost row is left out", flush=True)
+            rows = [r for r in rows if not r[3]]
+            with open(args.results, "a") as f:
+                f.write(json.dumps(dict(round=args.round + 1, row="(no vhost-net)")) + "\n")
+        run_round(args.round, rows, args)
+        return
+    # Each round in a testbed of its own, run again if the testbed dies (the
+    # nested one's L1 now and then hangs): a hang costs one round, not all.
+    args.results = args.results or time.strftime("build/bench-net-%Y%m%d-%H%M%S.jsonl")
+    open(args.results, "a").close()
+    forwarded = sys.argv[1:]
+    # A hung L1 that stays busy is caught only by the testbed's timeout: one round's worth.
+    env = dict(os.environ)
+    env.setdefault("KVIO_TESTBED_TIMEOUT", str(300 + len(rows) * 2 * (2 * args.seconds + 120)))
+    for rnd in range(args.rounds):
+        for attempt in range(TESTBED_ATTEMPTS):
+            rc = run_quietly_watched(["tests/testbed/run", sys.executable, __file__, *forwarded,
+                                      "--results", args.results, "--round", str(rnd)], env)
+            if rc not in TESTBED_FAILED:
+                break
+            print(f"round {rnd + 1}: the testbed failed (exit {rc}); again", flush=True)
+            drop_round(args.results, rnd + 1)
+    if any(json.loads(line)["row"] == "(no vhost-net)" for line in open(args.results)):
+        rows = [r for r in rows if not r[3]]
+    print(f"(every run: {args.results})")
+    report(rows, args)
+
+
+def run_quietly_watched(cmd, env):
+    """Run one round's testbed, passing its output on. A run prints within a
+    minute or so; a testbed silent for QUIET_LIMIT seconds has an L1 that hung
+    while busy (the testbed itself notices only an idle one) and is stopped.
+    Returns the exit status, 124 if stopped."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=QUIET_LIMIT)
+        except queue.Empty:
+            print(f"(no output for {QUIET_LIMIT} s: stopping the testbed)", flush=True)
+            proc.terminate()  # tests/testbed/run stops its L1 on SIGTERM
+            proc.wait()
+            return 124
+        if line is None:
+            return proc.wait()
+        sys.stdout.write(line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def drop_round(path, rnd):
+    """A round the testbed cut short is run again whole: its partial runs go."""
+    with open(path) as f:
+        kept = [line for line in f if json.loads(line)["round"] != rnd]
+    with open(path, "w") as f:
+        f.writelines(kept)
 
 
 if __name__ == "__main__":
