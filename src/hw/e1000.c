@@ -986,9 +986,6 @@ static bool rx_address_match(const struct e1000 *nic, const uint8_t *da)
 	return false;
 }
 
-/* Turn what the backend handed over (header first, at rx_buf) into the frame
- * the 82540 would deliver: filtered, VLAN tag stripped, padded, FCS appended.
- * Returns false if it is dropped. */
 /* Receive checksum offload (RXCSUM; SDM 3.2.9): the IPv4 header checksum and
  * the TCP/UDP checksum of unfragmented IPv4 and of IPv6 without extension
  * headers, found good or bad. It saves the driver its own pass over every
@@ -1056,6 +1053,9 @@ static void rx_checksum(struct e1000 *nic, const uint8_t *f, uint32_t len, bool 
 	}
 }
 
+/* Turn what the backend handed over (header first, at rx_buf) into the frame
+ * the 82540 would deliver: filtered, VLAN tag stripped, padded, checksums judged, FCS appended.
+ * Returns false if it is dropped. */
 static bool rx_prepare(struct e1000 *nic, size_t got)
 {
 	struct virtio_net_hdr_v1 vh;
