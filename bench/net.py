@@ -143,6 +143,14 @@ def run_round(rnd, rows, args):
         with open(args.results, "a") as f:
             f.write(json.dumps(dict(round=rnd + 1, **entry)) + "\n")
 
+    def show(row, system, res, tail=""):
+        print(f"round {rnd + 1} {row:17s} {system:4s} guest->host {res[0]:8.1f} Mbit/s  "
+              f"host->guest {res[1]:8.1f} Mbit/s{tail}", flush=True)
+
+    if not os.path.exists("/dev/vhost-net"):
+        print("no /dev/vhost-net here: the vhost row is left out", flush=True)
+        rows = [r for r in rows if not r[3]]
+        record(row="(no vhost-net)")
     for row in rows:
         for system in systems:
             start = time.monotonic()
@@ -152,12 +160,10 @@ def run_round(rnd, rows, args):
                 print(f"round {rnd + 1} {row[0]:17s} {system:4s} FAILED: {e}", flush=True)
                 continue
             record(row=row[0], system=system, rates=res)
-            print(f"round {rnd + 1} {row[0]:17s} {system:4s} guest->host {res[0]:8.1f} Mbit/s  "
-                  f"host->guest {res[1]:8.1f} Mbit/s  ({time.monotonic() - start:.0f} s)", flush=True)
+            show(row[0], system, res, f"  ({time.monotonic() - start:.0f} s)")
     res = run_veth(args)
     record(row="veth (limit)", system="host", rates=res)
-    print(f"round {rnd + 1} {'veth (limit)':17s}      guest->host {res[0]:8.1f} Mbit/s  "
-          f"host->guest {res[1]:8.1f} Mbit/s", flush=True)
+    show("veth (limit)", "", res)
 
 
 def report(rows, args):
@@ -200,11 +206,6 @@ def main():
 
     rows = [r for r in ROWS if r[0] in args.rows.split(",")]
     if args.round is not None:
-        if not os.path.exists("/dev/vhost-net"):
-            print("no /dev/vhost-net here: the vhost row is left out", flush=True)
-            rows = [r for r in rows if not r[3]]
-            with open(args.results, "a") as f:
-                f.write(json.dumps(dict(round=args.round + 1, row="(no vhost-net)")) + "\n")
         run_round(args.round, rows, args)
         return
     # Each round in a testbed of its own, run again if the testbed dies (the

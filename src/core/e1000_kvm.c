@@ -43,14 +43,23 @@ static void kick_receive(void *ctx)
 		log_error("e1000: cannot wake receive: %s", strerror(errno));
 }
 
+/* Both fds below (an eventfd and a timerfd) hold a counter that only clears
+ * their readiness: the device looks at its own state, not at the count.
+ * EAGAIN means nothing was pending (a timer re-armed since it expired). */
+static void clear_readiness(int fd, const char *what)
+{
+	uint64_t count;
+
+	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_error("e1000: %s: %s", what, strerror(errno));
+}
+
 static void receive_kick_ready(struct event_handler *handler, uint32_t events)
 {
 	struct e1000_kvm *dev = (struct e1000_kvm *)((char *)handler - offsetof(struct e1000_kvm, receive_kick));
-	uint64_t count;
 
 	(void)events;
-	if (read(handler->fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-		log_error("e1000: receive wakeup: %s", strerror(errno));
+	clear_readiness(handler->fd, "receive wakeup");
 	e1000_backend_ready(dev->nic);
 }
 
@@ -80,14 +89,10 @@ static void timer_arm(void *ctx, uint64_t deadline_ns)
 static void timer_ready(struct event_handler *handler, uint32_t events)
 {
 	struct e1000_kvm *dev = (struct e1000_kvm *)((char *)handler - offsetof(struct e1000_kvm, timer));
-	uint64_t expirations;
 
 	(void)events;
-	/* Clears the readiness; EAGAIN if a re-arm since the expiry did so already.
-	 * The device reads the clock itself, so either way it only looks again. */
-	if (read(handler->fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
-		log_error("e1000: interrupt throttling timer: %s", strerror(errno));
-	e1000_timer_expired(dev->nic);
+	clear_readiness(handler->fd, "interrupt throttling timer");
+	e1000_timer_expired(dev->nic);  /* it reads the clock itself */
 }
 
 static uint64_t align_up(uint64_t v, uint64_t align)
