@@ -37,6 +37,10 @@ struct net_backend_ops {
 	const char *name;
 	/* Send one frame (header first) on queue pair qp. Returns 0 or -errno. */
 	int (*send)(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n);
+	/* Optional: a burst of sends on qp is over (a NIC calls it after its
+	 * transmit loop). Work a backend does once per burst rather than per
+	 * frame happens here. */
+	void (*flush)(struct net_backend *be, unsigned int qp);
 	/* Receive one frame into iov (header first). Returns its length (header
 	 * included), -EAGAIN when nothing is waiting, or another -errno. */
 	ssize_t (*recv)(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n);

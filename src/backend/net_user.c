@@ -68,6 +68,7 @@ struct net_user {
 	struct user_timer *timers;
 	int wake_fd;
 	bool wake_pending;     /* wake_fd written since the slirp thread last looked */
+	bool wake_after_burst; /* frames went into slirp: wake its thread once the burst is over */
 	bool stopping;
 	bool thread_started;
 	pthread_t thread;
@@ -387,10 +388,25 @@ static int user_send(struct net_backend *be, unsigned int qp, const struct iovec
 	}
 	pthread_mutex_lock(&u->lock);
 	slirp_input(u->slirp, buf + NET_HDR_LEN, (int)(total - NET_HDR_LEN));
-	/* Whatever the frame changed (sockets, what they wait for, TCP timers) needs a fresh poll set. */
-	kick(u);
+	/* Whatever the frame changed (sockets, what they wait for, TCP timers)
+	 * needs a fresh poll set, but once per burst: a wakeup per frame has
+	 * the slirp thread fight this one for the lock at every frame. */
+	u->wake_after_burst = true;
 	pthread_mutex_unlock(&u->lock);
 	return 0;
+}
+
+static void user_flush(struct net_backend *be, unsigned int qp)
+{
+	struct net_user *u = (struct net_user *)be;
+
+	(void)qp;
+	pthread_mutex_lock(&u->lock);
+	if (u->wake_after_burst) {
+		u->wake_after_burst = false;
+		kick(u);
+	}
+	pthread_mutex_unlock(&u->lock);
 }
 
 static ssize_t user_recv(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n)
@@ -469,6 +485,7 @@ static void user_destroy(struct net_backend *be)
 static const struct net_backend_ops user_ops = {
 	.name = "user",
 	.send = user_send,
+	.flush = user_flush,
 	.recv = user_recv,
 	.rx_fd = user_rx_fd,
 	.destroy = user_destroy,

@@ -943,6 +943,8 @@ static void tx_process(struct e1000 *nic)
 		}
 		head = (head + 1) % n;
 	}
+	if (nic->be->ops->flush)
+		nic->be->ops->flush(nic->be, 0);
 	set_reg(nic, REG_TDH, head);
 	raise_cause(nic, cause);
 }

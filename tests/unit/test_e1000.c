@@ -94,6 +94,7 @@ struct fake_backend {
 	struct sent_frame *pending;
 	unsigned int head, tail;
 	unsigned int offload_calls;
+	unsigned int flushes;   /* ends of transmit bursts */
 	uint64_t guest_offloads;
 	int send_error;
 	bool count_only;        /* just count what is sent */
@@ -158,6 +159,13 @@ static int fake_set_guest_offloads(struct net_backend *be, uint64_t features)
 	return 0;
 }
 
+static void fake_flush(struct net_backend *be, unsigned int qp)
+{
+	(void)be;
+	assert_int_equal(qp, 0);
+	fake->flushes++;
+}
+
 static void fake_destroy(struct net_backend *be)
 {
 	(void)be;
@@ -173,6 +181,7 @@ static const struct net_backend_ops fake_ops = {
 	.recv = fake_recv,
 	.rx_fd = fake_rx_fd,
 	.set_guest_offloads = fake_set_guest_offloads,
+	.flush = fake_flush,
 	.destroy = fake_destroy,
 };
 
@@ -1033,6 +1042,7 @@ static void test_tx_legacy(void **state)
 	tx_legacy(1, buf_addr(1), 60, TXD_EOP | 0x02 | TXD_RS);
 	wr(TDT, 2);
 	assert_int_equal(fake->nr_sent, 1);
+	assert_int_equal(fake->flushes, 1);  /* the TDT write's burst is over */
 	assert_int_equal(fake->sent[0].len, NET_HDR_LEN + 100);
 	for (size_t i = 0; i < NET_HDR_LEN; i++)
 		assert_int_equal(fake->sent[0].data[i], 0);

@@ -176,12 +176,15 @@ static size_t arp(uint8_t *f, const uint8_t *dst_mac, uint16_t op, const uint8_t
 	return 60;
 }
 
-/* Hands a frame to the backend the way virtio-net does: header and frame in separate buffers. */
+/* Hands a frame to the backend the way virtio-net does: header and frame in
+ * separate buffers, then the end of a burst (of one). */
 static int send_frame(const void *frame, size_t len)
 {
 	struct iovec iov[2] = { { (void *)zero_hdr, NET_HDR_LEN }, { (void *)frame, len } };
+	int err = be->ops->send(be, 0, iov, 2);
 
-	return be->ops->send(be, 0, iov, 2);
+	be->ops->flush(be, 0);
+	return err;
 }
 
 /* Frame parsers: each says whether a received frame is the one a test waits for. */

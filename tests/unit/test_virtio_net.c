@@ -36,6 +36,7 @@ struct fake_backend {
 	uint8_t sent[FRAME_BYTES];
 	size_t sent_len;
 	unsigned int sent_count, pairs;
+	unsigned int flushes;     /* ends of transmit bursts */
 	unsigned int flood;       /* this many more 60-byte frames, produced on demand */
 	uint64_t guest_offloads;
 	struct net_ring offload[2][2];   /* what start_offload was given, per pair */
@@ -54,6 +55,13 @@ static int fake_send(struct net_backend *be, unsigned int qp, const struct iovec
 	fake->sent_len = iov_to_buf(iov, n, fake->sent, sizeof(fake->sent));
 	fake->sent_count++;
 	return 0;
+}
+
+static void fake_flush(struct net_backend *be, unsigned int qp)
+{
+	(void)be;
+	(void)qp;
+	fake->flushes++;
 }
 
 static ssize_t fake_recv(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n)
@@ -123,6 +131,7 @@ static void fake_destroy(struct net_backend *be)
 static const struct net_backend_ops fake_ops = {
 	.name = "fake",
 	.send = fake_send,
+	.flush = fake_flush,
 	.recv = fake_recv,
 	.rx_fd = fake_rx_fd,
 	.set_guest_offloads = fake_set_guest_offloads,
@@ -268,6 +277,29 @@ static void test_transmit_passes_header_and_frame(void **state)
 	assert_true(vtd_interrupted(&d, 1));
 	assert_int_equal(virtio_net_stats(net, 0).tx_frames, 1);
 	assert_int_equal(virtio_net_stats(net, 0).tx_bytes, 100);
+}
+
+/* Frames offered together go out in one burst: one flush after the last. */
+static void test_transmit_burst_flushes_once(void **state)
+{
+	uint64_t gpa = vtd_alloc(&d, 3 * (NET_HDR_LEN + 64));
+	uint32_t id, len;
+
+	(void)state;
+	start(0);
+	memset(vtd_ptr(&d, gpa), 0, 3 * (NET_HDR_LEN + 64));
+	for (unsigned int i = 0; i < 3; i++) {
+		struct vtd_buf buf = { gpa + i * (NET_HDR_LEN + 64), NET_HDR_LEN + 64, false };
+
+		vtd_offer(&d, 1, &buf, 1);
+	}
+	vtd_kick(&d, 1);
+	for (unsigned int i = 0; i < 3; i++)
+		assert_true(vtd_next_used(&d, 1, &id, &len));
+	assert_int_equal(fake->sent_count, 3);
+	assert_int_equal(fake->flushes, 1);
+	vtd_kick(&d, 1);  /* nothing new: no burst */
+	assert_int_equal(fake->flushes, 1);
 }
 
 static void test_transmit_drops_malformed_chains(void **state)
@@ -741,6 +773,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_config_and_features),
 		T(test_transmit_passes_header_and_frame),
+		T(test_transmit_burst_flushes_once),
 		T(test_transmit_drops_malformed_chains),
 		T(test_receive_one_chain_per_frame),
 		T(test_receive_waits_for_buffers),
