@@ -100,7 +100,8 @@ static void receive(struct virtio_net *net, unsigned int qp)
 			int ret;
 
 			virtq_elem_init(elem, q->rx_iov + niov, NET_RX_MAX_IOV - niov);
-			ret = virtq_pop(vq, elem);
+			/* Kicks only when short of buffers: a refill we do not wait for is no news. */
+			ret = virtq_pop_quiet(vq, elem);
 			if (ret < 0 || (ret > 0 && elem->out_num)) {
 				if (ret > 0)
 					log_warn("virtio-net: receive buffer the device may not write");
@@ -179,7 +180,7 @@ static bool transmit(struct virtio_net *net, unsigned int qp)
 			more = true;
 			break;
 		}
-		ret = virtq_pop(vq, &q->tx_elem);
+		ret = virtq_pop_quiet(vq, &q->tx_elem);  /* no kicks while we drain */
 		if (ret < 0) {
 			vdev->set_needs_reset(vdev);
 			break;
@@ -354,10 +355,13 @@ static int start_offload(struct virtio_net *net, unsigned int qp)
 
 	offload_rings(net, qp, rings);
 	for (unsigned int i = 0; i < 2 && !err; i++) {
-		if (!vdev->vq_ready[queues[i]])
+		if (!vdev->vq_ready[queues[i]]) {
 			err = -ENOTSUP;  /* a pair the driver did not set up stays with kvio */
-		else
-			err = vdev->offload_queue(vdev, queues[i], &rings[i].kick_fd, &rings[i].call_fd);
+			continue;
+		}
+		/* Handed over asking for kicks: the other side waits for one before it looks. */
+		virtq_enable_kicks(rings[i].vq);
+		err = vdev->offload_queue(vdev, queues[i], &rings[i].kick_fd, &rings[i].call_fd);
 	}
 	if (!err)
 		err = net->be->ops->start_offload(net->be, qp, rings[0].vq->mem, vdev->features, rings);

@@ -263,3 +263,22 @@ bool virtq_enable_kicks(struct virtq *vq)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return le16toh(__atomic_load_n(&vq->avail->idx, __ATOMIC_RELAXED)) != vq->last_avail_idx;
 }
+
+int virtq_pop_quiet(struct virtq *vq, struct virtq_elem *elem)
+{
+	int ret;
+
+	if (!vq->kicks_disabled)
+		virtq_disable_kicks(vq);
+	ret = virtq_pop(vq, elem);
+	/* Empty: a chain added before "kick me" was visible brings no kick, so
+	 * look once more. Once, not until quiet: a guest adding as fast as we
+	 * take stays the caller's loop's business, under its budget. */
+	if (ret == 0 && virtq_enable_kicks(vq)) {
+		virtq_disable_kicks(vq);
+		ret = virtq_pop(vq, elem);
+		if (ret == 0)
+			virtq_enable_kicks(vq);
+	}
+	return ret;
+}

@@ -81,6 +81,12 @@ bool virtq_should_notify(struct virtq *vq);
 void virtq_disable_kicks(struct virtq *vq);
 bool virtq_enable_kicks(struct virtq *vq);
 
+/* virtq_pop for a device that drains the queue each time it looks, as a NIC
+ * does: the guest does not kick while chains are left (each kick is a guest
+ * exit). Returns as virtq_pop; on 0, kicks are on again and the ring was
+ * looked at once more after that, so the caller may sleep until a kick. */
+int virtq_pop_quiet(struct virtq *vq, struct virtq_elem *elem);
+
 /* True once the guest violated the ring protocol; sticky until re-init. */
 static inline bool virtq_is_broken(const struct virtq *vq)
 {
