@@ -95,6 +95,25 @@ static void timer_ready(struct event_handler *handler, uint32_t events)
 	e1000_timer_expired(dev->nic);  /* it reads the clock itself */
 }
 
+/* Writes to BAR 0 outside e1000_immediate_writes need no exit of their own:
+ * KVM queues them and the next exit replays them. Without coalescing they
+ * exit as before, so failure is only a note. */
+static void coalesce_deferrable_writes(struct vm *vm, uint64_t bar)
+{
+	uint64_t from = 0;
+	int err = 0;
+
+	for (unsigned int i = 0; i <= e1000_nr_immediate_writes && !err; i++) {
+		uint64_t to = i < e1000_nr_immediate_writes ? e1000_immediate_writes[i] : E1000_MMIO_SIZE;
+
+		if (to > from)
+			err = vm_coalesce_mmio(vm, bar + from, to - from);
+		from = to + 4;
+	}
+	if (err && err != -ENOTSUP)
+		log_info("e1000: every register write exits (KVM_REGISTER_COALESCED_MMIO: %s)", strerror(-err));
+}
+
 static uint64_t align_up(uint64_t v, uint64_t align)
 {
 	return (v + align - 1) & ~(align - 1);
@@ -148,6 +167,7 @@ struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_th
 	if (iobus_register(&vm->mmio, bar, E1000_MMIO_SIZE, &e1000_mmio_ops, dev->nic) ||
 	    (port && iobus_register(&vm->pio, port, E1000_IO_SIZE, &e1000_io_ops, dev->nic)))
 		goto fail_nic;
+	coalesce_deferrable_writes(vm, bar);
 	what = "no free PCI slot";
 	if (pci_bus_add(bus, e1000_pci_device(dev->nic)) < 0)
 		goto fail_nic;

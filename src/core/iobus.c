@@ -91,3 +91,30 @@ bool iobus_write(const struct iobus *bus, uint64_t addr, uint64_t value, unsigne
 		r->ops->write(r->opaque, addr - r->base, value, size);
 	return true;
 }
+
+unsigned int iobus_replay_coalesced(const struct iobus *bus, struct kvm_coalesced_mmio_ring *ring,
+				    unsigned int slots)
+{
+	unsigned int replayed = 0;
+
+	/* At most one lap: writes KVM adds meanwhile wait for the next replay. */
+	while (replayed < slots) {
+		uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
+		/* Acquire: the entry's contents were written before KVM moved last past it. */
+		uint32_t last = __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE);
+		const struct kvm_coalesced_mmio *e;
+		uint64_t value = 0;
+
+		if (first == last || first >= slots)
+			break;
+		e = &ring->coalesced_mmio[first];
+		if (!e->pio && e->len && e->len <= sizeof(value) && !(e->len & (e->len - 1))) {
+			memcpy(&value, e->data, e->len);
+			iobus_write(bus, e->phys_addr, value, e->len);
+		}
+		/* Release: done with the slot before KVM may reuse it. */
+		__atomic_store_n(&ring->first, (first + 1) % slots, __ATOMIC_RELEASE);
+		replayed++;
+	}
+	return replayed;
+}

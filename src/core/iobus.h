@@ -3,6 +3,7 @@
 #ifndef KVIO_CORE_IOBUS_H
 #define KVIO_CORE_IOBUS_H
 
+#include <linux/kvm.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,5 +37,12 @@ int iobus_register(struct iobus *bus, uint64_t base, uint64_t len, const struct 
 /* Dispatch an access. Returns false if no device claims addr; reads then see all ones. */
 bool iobus_read(const struct iobus *bus, uint64_t addr, unsigned int size, uint64_t *value);
 bool iobus_write(const struct iobus *bus, uint64_t addr, uint64_t value, unsigned int size);
+
+/* Replay on bus the MMIO writes KVM queued in ring without an exit
+ * (KVM_REGISTER_COALESCED_MMIO), oldest first, handing each slot back as it
+ * goes. slots is the ring's size in entries. The caller serializes replays.
+ * Returns how many writes were replayed. */
+unsigned int iobus_replay_coalesced(const struct iobus *bus, struct kvm_coalesced_mmio_ring *ring,
+				    unsigned int slots);
 
 #endif

@@ -86,6 +86,10 @@ int vcpu_init(struct vcpu *vcpu, struct vm *vm, unsigned int index, const struct
 		log_error("mmap of vCPU %u run area: %s", index, strerror(errno));
 		return -1;
 	}
+	/* One ring per VM, mapped in every vCPU's run area: vCPU 0's will do. */
+	if (index == 0 && vm->coalescing)
+		vm->coalesced_ring = (struct kvm_coalesced_mmio_ring *)((char *)vcpu->run +
+									(size_t)vm->coalesced_page * (size_t)sysconf(_SC_PAGESIZE));
 	if (cpuid_setup_vcpu(vcpu->fd, vm->supported_cpuid, index, vm->nr_vcpus, tsc_deadline))
 		return -1;
 	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0 || setup_lapic(vcpu->fd) < 0) {
@@ -246,6 +250,7 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *vcpu = arg;
 	sigset_t kick;
 	char name[16];
+	int ret;
 
 	snprintf(name, sizeof(name), "kvio-vcpu%u", vcpu->index);
 	pthread_setname_np(pthread_self(), name);
@@ -258,12 +263,16 @@ static void *vcpu_thread(void *arg)
 		park_if_paused(vcpu);
 		if (atomic_load(&vcpu->vm->stop_reason) != VM_RUNNING)
 			break;
-		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN) {
+		ret = ioctl(vcpu->fd, KVM_RUN, 0) < 0 ? errno : 0;
+		/* Before any exit is handled, the writes KVM queued meanwhile reach
+		 * their devices: an access never overtakes an earlier one. */
+		vm_replay_coalesced_mmio(vcpu->vm);
+		if (ret) {
+			if (ret == EINTR || ret == EAGAIN) {
 				vcpu->run->immediate_exit = 0;
 				continue;
 			}
-			log_error("vCPU %u: KVM_RUN: %s", vcpu->index, strerror(errno));
+			log_error("vCPU %u: KVM_RUN: %s", vcpu->index, strerror(ret));
 			vm_request_stop(vcpu->vm, VM_STOP_ERROR);
 			break;
 		}

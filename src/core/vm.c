@@ -83,7 +83,7 @@ static bool cpu_has_hardware_virtualization(void)
 static int open_kvm(struct vm *vm, unsigned int nr_cpus)
 {
 	struct stat st;
-	int version, max_vcpus;
+	int version, max_vcpus, page;
 
 	vm->kvm_fd = open(KVM_DEVICE, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
@@ -118,6 +118,12 @@ static int open_kvm(struct vm *vm, unsigned int nr_cpus)
 	if (vm->vcpu_mmap_size <= 0) {
 		log_error("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
 		return -1;
+	}
+	page = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+	if (page > 0 && (long)(page + 1) * sysconf(_SC_PAGESIZE) <= vm->vcpu_mmap_size) {
+		vm->coalesced_page = (unsigned int)page;
+		vm->coalesced_slots = (unsigned int)((sysconf(_SC_PAGESIZE) - sizeof(struct kvm_coalesced_mmio_ring)) /
+						     sizeof(struct kvm_coalesced_mmio));
 	}
 	return 0;
 }
@@ -647,6 +653,30 @@ out:
 	return ret;
 }
 
+int vm_coalesce_mmio(struct vm *vm, uint64_t addr, uint64_t len)
+{
+	struct kvm_coalesced_mmio_zone zone = { .addr = addr, .size = (uint32_t)len };
+
+	if (!vm->coalesced_page || len > UINT32_MAX)
+		return -ENOTSUP;
+	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0)
+		return -errno;
+	vm->coalescing = true;
+	return 0;
+}
+
+void vm_replay_coalesced_mmio(struct vm *vm)
+{
+	struct kvm_coalesced_mmio_ring *ring = vm->coalesced_ring;
+
+	/* Unlocked look first: on most exits the ring is empty. */
+	if (!ring || __atomic_load_n(&ring->first, __ATOMIC_RELAXED) == __atomic_load_n(&ring->last, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&vm->coalesced_lock);
+	iobus_replay_coalesced(&vm->mmio, ring, vm->coalesced_slots);
+	pthread_mutex_unlock(&vm->coalesced_lock);
+}
+
 static void destroy_vm(struct vm *vm)
 {
 	for (unsigned int i = 0; vm->vcpus && i < vm->nr_vcpus; i++)
@@ -667,7 +697,8 @@ static void destroy_vm(struct vm *vm)
 
 int vm_run(const struct vm_config *cfg)
 {
-	struct vm vm = { .kvm_fd = -1, .vm_fd = -1, .stop_eventfd = -1, .mem = { .fd = -1 } };
+	struct vm vm = { .kvm_fd = -1, .vm_fd = -1, .stop_eventfd = -1, .mem = { .fd = -1 },
+			 .coalesced_lock = PTHREAD_MUTEX_INITIALIZER };
 	struct machine machine;
 	struct boot_x86_result boot;
 	struct guest_files files = { .kernel_fd = -1, .initrd_fd = -1 };

@@ -45,6 +45,13 @@ struct vm {
 	unsigned int nr_vcpus;
 	struct vcpu *vcpus;
 	int vcpu_mmap_size;
+	/* KVM's ring of MMIO writes it queued without an exit, in vCPU 0's run
+	 * area: NULL until a device asks for coalescing (vm_coalesce_mmio). */
+	struct kvm_coalesced_mmio_ring *coalesced_ring;
+	unsigned int coalesced_page;   /* its page in the run area; 0: KVM cannot coalesce */
+	unsigned int coalesced_slots;
+	bool coalescing;               /* a zone is registered */
+	pthread_mutex_t coalesced_lock; /* one replay at a time, in ring order */
 	struct kvm_cpuid2 *supported_cpuid;
 	struct irq_routes *irq_routes;
 	_Atomic int stop_reason;
@@ -60,6 +67,16 @@ int vm_run(const struct vm_config *cfg);
 
 /* Safe from any thread. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason);
+
+/* Let KVM queue the guest's MMIO writes to [addr, addr + len) instead of
+ * exiting for each; vCPUs replay them before handling their next exit of any
+ * kind, so a device sees them before any read or other write. For registers
+ * whose writes need no action before that. Setup only. Returns 0 or -errno
+ * (-ENOTSUP without KVM_CAP_COALESCED_MMIO: the writes then exit as before). */
+int vm_coalesce_mmio(struct vm *vm, uint64_t addr, uint64_t len);
+
+/* Replay the writes vm_coalesce_mmio let KVM queue. Any thread. */
+void vm_replay_coalesced_mmio(struct vm *vm);
 
 /* Assert (1) or deassert (0) an interrupt line of the in-kernel irqchip. */
 void vm_irq_line(struct vm *vm, unsigned int gsi, int level);

@@ -1491,6 +1491,9 @@ static void io_write(void *opaque, uint64_t offset, uint64_t value, unsigned int
 	pthread_mutex_unlock(&nic->lock);
 }
 
+const uint32_t e1000_immediate_writes[] = { REG_CTRL, REG_MDIC, REG_ICR, REG_ICS, REG_IMS, REG_RCTL, REG_TCTL, REG_TDT };
+const unsigned int e1000_nr_immediate_writes = sizeof(e1000_immediate_writes) / sizeof(e1000_immediate_writes[0]);
+
 const struct iobus_ops e1000_mmio_ops = { .read = mmio_read, .write = mmio_write };
 const struct iobus_ops e1000_io_ops = { .read = io_read, .write = io_write };
 

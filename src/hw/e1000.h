@@ -59,6 +59,15 @@ struct pci_device *e1000_pci_device(struct e1000 *nic);
 /* Register accesses (vCPU threads); opaque is the struct e1000. Transmit runs in here. */
 extern const struct iobus_ops e1000_mmio_ops, e1000_io_ops;
 
+/* BAR 0 offsets of the registers whose writes must act at once: reset, PHY
+ * access, enabling receive or transmit, starting transmit (TDT), raising,
+ * unmasking or acknowledging an interrupt. Writes anywhere else in BAR 0 may
+ * wait until the guest's next access of one of these or read of any register
+ * (the refills of the receive ring, RDT, are the ones worth sparing an exit);
+ * the driver's own flushes are reads. Ascending, each register 4 bytes. */
+extern const uint32_t e1000_immediate_writes[];
+extern const unsigned int e1000_nr_immediate_writes;
+
 /* The backend's receive fd is readable (edge-triggered): move frames into the
  * guest's receive ring until the backend runs dry or the ring is full. */
 void e1000_backend_ready(struct e1000 *nic);
