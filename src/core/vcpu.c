@@ -87,9 +87,8 @@ int vcpu_init(struct vcpu *vcpu, struct vm *vm, unsigned int index, const struct
 		return -1;
 	}
 	/* One ring per VM, mapped in every vCPU's run area: vCPU 0's will do. */
-	if (index == 0 && vm->coalescing)
-		vm->coalesced_ring = (struct kvm_coalesced_mmio_ring *)((char *)vcpu->run +
-									(size_t)vm->coalesced_page * (size_t)sysconf(_SC_PAGESIZE));
+	if (index == 0 && vm->coalesced_offset)
+		vm->coalesced_ring = (struct kvm_coalesced_mmio_ring *)((char *)vcpu->run + vm->coalesced_offset);
 	if (cpuid_setup_vcpu(vcpu->fd, vm->supported_cpuid, index, vm->nr_vcpus, tsc_deadline))
 		return -1;
 	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0 || setup_lapic(vcpu->fd) < 0) {

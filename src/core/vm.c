@@ -83,7 +83,8 @@ static bool cpu_has_hardware_virtualization(void)
 static int open_kvm(struct vm *vm, unsigned int nr_cpus)
 {
 	struct stat st;
-	int version, max_vcpus, page;
+	int version, max_vcpus;
+	long page, page_size;
 
 	vm->kvm_fd = open(KVM_DEVICE, O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
@@ -120,9 +121,10 @@ static int open_kvm(struct vm *vm, unsigned int nr_cpus)
 		return -1;
 	}
 	page = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
-	if (page > 0 && (long)(page + 1) * sysconf(_SC_PAGESIZE) <= vm->vcpu_mmap_size) {
-		vm->coalesced_page = (unsigned int)page;
-		vm->coalesced_slots = (unsigned int)((sysconf(_SC_PAGESIZE) - sizeof(struct kvm_coalesced_mmio_ring)) /
+	page_size = sysconf(_SC_PAGESIZE);
+	if (page > 0 && (page + 1) * page_size <= vm->vcpu_mmap_size) {
+		vm->coalesced_offset = (size_t)(page * page_size);
+		vm->coalesced_slots = (unsigned int)(((size_t)page_size - sizeof(struct kvm_coalesced_mmio_ring)) /
 						     sizeof(struct kvm_coalesced_mmio));
 	}
 	return 0;
@@ -657,12 +659,9 @@ int vm_coalesce_mmio(struct vm *vm, uint64_t addr, uint64_t len)
 {
 	struct kvm_coalesced_mmio_zone zone = { .addr = addr, .size = (uint32_t)len };
 
-	if (!vm->coalesced_page || len > UINT32_MAX)
+	if (!vm->coalesced_offset || len > UINT32_MAX)
 		return -ENOTSUP;
-	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0)
-		return -errno;
-	vm->coalescing = true;
-	return 0;
+	return ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0 ? -errno : 0;
 }
 
 void vm_replay_coalesced_mmio(struct vm *vm)

@@ -45,12 +45,12 @@ struct vm {
 	unsigned int nr_vcpus;
 	struct vcpu *vcpus;
 	int vcpu_mmap_size;
-	/* KVM's ring of MMIO writes it queued without an exit, in vCPU 0's run
-	 * area: NULL until a device asks for coalescing (vm_coalesce_mmio). */
+	/* KVM's ring of MMIO writes it queued without an exit (vm_coalesce_mmio),
+	 * in vCPU 0's run area; NULL while KVM cannot coalesce. Empty unless a
+	 * device asked for coalescing. */
 	struct kvm_coalesced_mmio_ring *coalesced_ring;
-	unsigned int coalesced_page;   /* its page in the run area; 0: KVM cannot coalesce */
+	size_t coalesced_offset;        /* its place in a run area; 0: KVM cannot coalesce */
 	unsigned int coalesced_slots;
-	bool coalescing;               /* a zone is registered */
 	pthread_mutex_t coalesced_lock; /* one replay at a time, in ring order */
 	struct kvm_cpuid2 *supported_cpuid;
 	struct irq_routes *irq_routes;

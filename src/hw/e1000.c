@@ -1056,8 +1056,8 @@ static void rx_checksum(struct e1000 *nic, const uint8_t *f, uint32_t len, bool 
 }
 
 /* Turn what the backend handed over (header first, at rx_buf) into the frame
- * the 82540 would deliver: filtered, VLAN tag stripped, padded, checksums judged, FCS appended.
- * Returns false if it is dropped. */
+ * the 82540 would deliver: filtered, VLAN tag stripped, padded, checksums
+ * judged, FCS appended. Returns false if it is dropped. */
 static bool rx_prepare(struct e1000 *nic, size_t got)
 {
 	struct virtio_net_hdr_v1 vh;

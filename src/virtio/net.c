@@ -198,10 +198,11 @@ static bool transmit(struct virtio_net *net, unsigned int qp)
 		virtq_push(vq, q->tx_elem.head, 0);
 		pushed = true;
 	}
-	if (pushed && net->be->ops->flush)
-		net->be->ops->flush(net->be, qp);
-	if (pushed)
+	if (pushed) {
+		if (net->be->ops->flush)
+			net->be->ops->flush(net->be, qp);
 		virtio_dev_notify(vdev, tx_queue(qp));
+	}
 	return more;
 }
 
