@@ -11,14 +11,47 @@ trap '' PIPE
 # Where a hung session stopped shows in the log: each boot says when it starts.
 started() { echo "# $1: starting at $SECONDS s"; }
 
+# dump_threads PID: where each thread of PID and of its descendants waits, in
+# the kernel and (for kvio) in its own code: what a hung boot leaves to go on.
+dump_threads() {
+	local task child
+	for task in /proc/"$1"/task/*; do
+		echo "== $1 $(cat "$task/comm" 2>/dev/null) wchan=$(cat "$task/wchan" 2>/dev/null) syscall=$(cut -d' ' -f1 "$task/syscall" 2>/dev/null)"
+		cat "$task/stack" 2>/dev/null
+	done
+	if [ "$(cat "/proc/$1/comm" 2>/dev/null)" = kvio ] && command -v gdb >/dev/null; then
+		timeout 60 gdb -p "$1" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)'
+	fi
+	for child in $(pgrep -P "$1"); do dump_threads "$child"; done
+}
+
 # boot NAME KVIO ARGS...: run a guest to completion, output in $out/NAME, status in $out/NAME.rc.
+# A boot that outlives BOOT_TIMEOUT is killed; its threads are shown first.
 boot() {
 	local name=$1; shift
-	local start=$SECONDS
+	local start=$SECONDS rc watchdog
 	started "$name"
-	timeout -k 10 "$BOOT_TIMEOUT" "$@" </dev/null >"$out/$name" 2>&1
-	echo $? >"$out/$name.rc"
+	timeout -k 10 "$BOOT_TIMEOUT" "$@" </dev/null >"$out/$name" 2>&1 &
+	local vmm=$!
+	# The dump is taken 90 s before timeout kills the boot: gdb is slow under TCG.
+	(
+		trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+		sleep $((BOOT_TIMEOUT > 180 ? BOOT_TIMEOUT - 90 : BOOT_TIMEOUT / 2)) &
+		nap=$!
+		wait "$nap"
+		dump_threads "$vmm" >"$out/$name.threads" 2>&1
+	) &
+	watchdog=$!
+	wait "$vmm"
+	rc=$?
+	kill "$watchdog" 2>/dev/null
+	wait "$watchdog" 2>/dev/null
+	echo "$rc" >"$out/$name.rc"
 	echo "# $name: $((SECONDS - start)) s"
+	if [ "$rc" -eq 124 ] && [ -s "$out/$name.threads" ]; then
+		echo "# $name: still running after $BOOT_TIMEOUT s; its threads then:"
+		sed 's/^/#   /' "$out/$name.threads"
+	fi
 }
 
 # kib_within FILE LOW_MIB HIGH_MIB: the guest's MemTotal is in [LOW, HIGH] MiB.
