@@ -28,6 +28,37 @@ void guest_mem_layout(struct guest_mem *mem, uint8_t *base, uint64_t ram_size, i
 	}
 }
 
+/* KVM maps a guest huge page with a host huge page only where guest-physical
+ * and host-virtual addresses agree modulo its size, and mmap promises 4 KiB
+ * alignment (kernels before 6.7 give just that): RAM starts on 2 MiB. */
+#define GUEST_RAM_ALIGN ((uint64_t)2 << 20)
+
+/* mmap(NULL, size, read/write, flags, fd, 0), but 2 MiB aligned: reserve
+ * the slack, map over the aligned part, give back both ends. */
+static void *map_aligned(uint64_t size, int flags, int fd)
+{
+	uint64_t span = size + GUEST_RAM_ALIGN;
+	uint8_t *area = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uint8_t *base, *end;
+
+	if (area == MAP_FAILED)
+		return MAP_FAILED;
+	base = (uint8_t *)(((uintptr_t)area + GUEST_RAM_ALIGN - 1) & ~(uintptr_t)(GUEST_RAM_ALIGN - 1));
+	if (mmap(base, size, PROT_READ | PROT_WRITE, flags | MAP_FIXED, fd, 0) == MAP_FAILED) {
+		int err = errno;
+
+		munmap(area, span);
+		errno = err;
+		return MAP_FAILED;
+	}
+	end = base + size;
+	if (base > area)
+		munmap(area, (size_t)(base - area));
+	if (area + span > end)
+		munmap(end, (size_t)(area + span - end));
+	return base;
+}
+
 int guest_mem_create(struct guest_mem *mem, uint64_t ram_size, bool shareable)
 {
 	void *base;
@@ -35,7 +66,7 @@ int guest_mem_create(struct guest_mem *mem, uint64_t ram_size, bool shareable)
 
 	if (!shareable) {
 		/* MAP_NORESERVE: RAM the guest never touches should cost the host nothing. */
-		base = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		base = map_aligned(ram_size, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1);
 		if (base == MAP_FAILED)
 			return -errno;
 		/* Huge pages where the host has them: a 2 MiB page is one fault and one
@@ -50,7 +81,7 @@ int guest_mem_create(struct guest_mem *mem, uint64_t ram_size, bool shareable)
 		return -errno;
 	if (ftruncate(fd, (off_t)ram_size) < 0)
 		goto fail;
-	base = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	base = map_aligned(ram_size, MAP_SHARED | MAP_NORESERVE, fd);
 	if (base == MAP_FAILED)
 		goto fail;
 	guest_mem_layout(mem, base, ram_size, fd);
