@@ -9,7 +9,7 @@
 
 #include "util/guest_mem.h"
 
-#define RAM_SIZE ((uint64_t)34 << 20)  /* not a multiple of 4 MiB: the tail gets trimmed */
+#define RAM_SIZE ((uint64_t)34 << 20)  /* any multiple of 2 MiB */
 
 static void check_layout(bool shareable)
 {
