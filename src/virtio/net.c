@@ -402,7 +402,11 @@ static void net_driver_ok(struct virtio_dev *vdev)
 		if (!err) {
 			offloaded++;
 		} else if (!net->offload_refused_logged) {
-			log_info("virtio-net: queue pair %u stays in kvio, not %s's data path: %s%s", qp,
+			/* A backend without a frame path of its own (vhost-user) has
+			 * nothing for kvio to move frames through meanwhile. */
+			log_info("virtio-net: queue pair %u %s %s: %s%s", qp,
+				 net->be->ops->rx_fd ? "stays in kvio, not in the data path of"
+						     : "carries no frames until it goes to",
 				 net->be->ops->name, strerror(-err),
 				 err == -ENOTSUP ? " (it needs MSI-X, which the driver did not enable)" : "");
 			net->offload_refused_logged = true;
