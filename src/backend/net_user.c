@@ -79,6 +79,7 @@ struct net_user {
 	pthread_mutex_t rx_lock;  /* everything rx_ */
 	int rx_fd;
 	bool rx_signalled;        /* rx_fd's counter is nonzero */
+	bool rx_round_queued;     /* the slirp thread queued frames this round */
 	unsigned int rx_head, rx_count;
 	uint64_t rx_dropped_full, rx_dropped_oversize, rx_dropped_small_buffer;
 	bool rx_drop_logged;
@@ -125,6 +126,15 @@ static void kick(struct net_user *u)
 	signal_fd(u->wake_fd);
 }
 
+/* With rx_lock held: tell the I/O thread frames wait, once per empty -> non-empty cycle. */
+static void signal_rx(struct net_user *u)
+{
+	if (!u->rx_signalled) {
+		u->rx_signalled = true;
+		signal_fd(u->rx_fd);
+	}
+}
+
 /* slirp callbacks: all run with lock held. */
 
 static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
@@ -146,11 +156,14 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 		memcpy(f->data + NET_HDR_LEN, buf, len);
 		f->len = NET_HDR_LEN + len;
 		u->rx_count++;
-		/* One write per empty -> non-empty cycle; recv resets it when it finds the queue empty. */
-		if (!u->rx_signalled) {
-			u->rx_signalled = true;
-			signal_fd(u->rx_fd);
-		}
+		/* From the slirp thread, once its round is over (or the queue is
+		 * half full): woken at the first frame of a burst, the I/O thread
+		 * would race the rest of it, taking a frame or two (and giving the
+		 * guest an interrupt) at a time. */
+		if (loop_owner == u && u->rx_count < USER_RX_SLOTS / 2)
+			u->rx_round_queued = true;
+		else
+			signal_rx(u);
 	}
 	if (log_drop)
 		u->rx_drop_logged = true;
@@ -347,6 +360,12 @@ static void *user_thread(void *arg)
 		pthread_mutex_lock(&u->lock);
 		slirp_pollfds_poll(u->slirp, ready < 0, get_revents, u);
 		timers_run(u, now_ns() / 1000000);
+		pthread_mutex_lock(&u->rx_lock);
+		if (u->rx_round_queued) {
+			u->rx_round_queued = false;
+			signal_rx(u);
+		}
+		pthread_mutex_unlock(&u->rx_lock);
 	}
 	pthread_mutex_unlock(&u->lock);
 	return NULL;
