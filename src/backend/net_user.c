@@ -79,7 +79,6 @@ struct net_user {
 	pthread_mutex_t rx_lock;  /* everything rx_ */
 	int rx_fd;
 	bool rx_signalled;        /* rx_fd's counter is nonzero */
-	bool rx_round_queued;     /* the slirp thread queued frames this round */
 	unsigned int rx_head, rx_count;
 	uint64_t rx_dropped_full, rx_dropped_oversize, rx_dropped_small_buffer;
 	bool rx_drop_logged;
@@ -160,9 +159,7 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 		 * half full): woken at the first frame of a burst, the I/O thread
 		 * would race the rest of it, taking a frame or two (and giving the
 		 * guest an interrupt) at a time. */
-		if (loop_owner == u && u->rx_count < USER_RX_SLOTS / 2)
-			u->rx_round_queued = true;
-		else
+		if (loop_owner != u || u->rx_count >= USER_RX_SLOTS / 2)
 			signal_rx(u);
 	}
 	if (log_drop)
@@ -360,11 +357,10 @@ static void *user_thread(void *arg)
 		pthread_mutex_lock(&u->lock);
 		slirp_pollfds_poll(u->slirp, ready < 0, get_revents, u);
 		timers_run(u, now_ns() / 1000000);
+		/* Frames left unsignalled this round (signal_rx is a no-op for the rest). */
 		pthread_mutex_lock(&u->rx_lock);
-		if (u->rx_round_queued) {
-			u->rx_round_queued = false;
+		if (u->rx_count)
 			signal_rx(u);
-		}
 		pthread_mutex_unlock(&u->rx_lock);
 	}
 	pthread_mutex_unlock(&u->lock);
