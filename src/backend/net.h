@@ -22,6 +22,7 @@
 #define NET_MAX_FRAME (1500 + 14 + 4)
 
 struct net_backend;
+struct event_loop;
 struct guest_mem;
 struct virtq;
 struct vhost_net;
@@ -86,8 +87,12 @@ struct net_backend {
 struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, struct vhost_net *vhost,
 				 const char **why);
 /* User-mode networking (libslirp) with QEMU's defaults and these forwarding
- * rules; one queue pair, no offloads. Returns NULL with *why and errno set on failure. */
-struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, const char **why);
+ * rules; one queue pair, no offloads. slirp's host sockets are watched on
+ * loop, which should be the loop of the thread that serves the NIC's queue
+ * pair; it must outlive the backend and not be running when the backend is
+ * destroyed. Returns NULL with *why and errno set on failure. */
+struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, struct event_loop *loop,
+				  const char **why);
 /* A vhost-user-net backend process at socket path: queue pairs run there.
  * reconnect_s > 0: when it goes away, retry every that many seconds and
  * resume. Returns NULL with *why and errno set on failure. */

@@ -8,42 +8,46 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "util/event_loop.h"
 #include "util/iov.h"
 #include "util/log.h"
 
 /*
- * Threads. libslirp is not thread-safe, and two threads call into it: kvio's
- * I/O thread (send -> slirp_input) and this backend's own thread, which polls
- * slirp's host sockets and runs its timers. One mutex, `lock`, is held by
- * whichever of them is inside slirp, so all of slirp's callbacks run under it
- * too; the slirp thread drops it only while it sleeps in poll(). That is
- * simpler than queueing guest frames over to the slirp thread: no copy, no
- * second queue, and a frame's effects (a reply, a new socket) exist when send
- * returns. Anything slirp_input changes that the sleeping poll() should see
- * (a new socket, a socket that now has data to write, an earlier timer) is
- * handled by kicking `wake_fd`, which is in every poll set.
+ * Threads. libslirp runs on the I/O thread that serves the NIC's queue pair:
+ * its host sockets join that thread's wait (an event_loop hook fills them in
+ * before each wait, and hands slirp what they got after it), so a frame slirp
+ * builds from host data goes into the guest's ring on the thread that read it,
+ * as in QEMU's main loop. An earlier design ran slirp on a thread of its own:
+ * the same throughput, but the hand-off (a second lock, a wakeup per round)
+ * cost more host CPU per byte than the one thread now does.
  *
- * Frames slirp emits go to a bounded queue under a second mutex, `rx_lock`
- * (taken inside `lock`, never the other way round), which recv drains.
+ * libslirp is not thread-safe, and e1000 transmits from a vCPU thread too (an
+ * MMIO exit runs slirp_input): `lock` is held by whoever is inside slirp, so
+ * slirp's callbacks run under it. When slirp_input on another thread changes
+ * what the wait should watch (a new socket, data to write, an earlier timer),
+ * `wake` tells the loop to fill in its fds again.
  *
- * slirp writes to host sockets with send() and no MSG_NOSIGNAL, from either
- * thread (slirp_input may write guest data at once): a peer that went away
- * raises SIGPIPE, which kvio ignores process-wide (vm_run). The slirp thread
- * also blocks every signal but SIGSYS, leaving them to the threads that handle them.
+ * Frames slirp emits go to a bounded queue, which recv drains. While it is
+ * more than half full, slirp's sockets leave the wait: a guest that stops
+ * taking frames makes slirp stop reading from the host, and TCP's flow
+ * control pushes back on the host peer, instead of frames being dropped.
+ *
+ * slirp writes to host sockets with send() and no MSG_NOSIGNAL: a peer that
+ * went away raises SIGPIPE, which kvio ignores process-wide (vm_run).
  */
 
 /* A guest that stops reading meets a full ring, like a real NIC's. */
 #define USER_RX_SLOTS 256
-#define USER_POLLFDS_MIN 16
 
 static const uint8_t zero_hdr[NET_HDR_LEN];
 
@@ -62,34 +66,28 @@ struct user_frame {
 
 struct net_user {
 	struct net_backend be;
+	struct event_loop *loop;  /* the I/O thread's, where slirp's sockets are watched */
+	struct event_hook hook;
+	struct event_handler wake;
+	bool hooked, wake_watched;
 
-	pthread_mutex_t lock;  /* slirp, the timers, wake_pending, stopping */
+	pthread_mutex_t lock;  /* everything below but tx_ */
 	Slirp *slirp;
 	struct user_timer *timers;
-	int wake_fd;
-	bool wake_pending;     /* wake_fd written since the slirp thread last looked */
-	bool wake_after_burst; /* frames went into slirp: wake its thread once the burst is over */
-	bool stopping;
-	bool thread_started;
-	pthread_t thread;
-	/* Owned by the slirp thread alone: rebuilt before every poll(). */
-	struct pollfd *pfds;
-	unsigned int nr_pfds, max_pfds;
+	bool polling;          /* this round's wait watches slirp's fds: check hands slirp their revents */
+	bool wake_pending;     /* wake written since the loop last filled in slirp's fds */
+	bool wake_after_burst; /* frames went into slirp off the loop's thread: wake it once the burst is over */
 
-	pthread_mutex_t rx_lock;  /* everything rx_ */
 	int rx_fd;
-	bool rx_signalled;        /* rx_fd's counter is nonzero */
+	bool rx_signalled;     /* rx_fd's counter is nonzero */
 	unsigned int rx_head, rx_count;
 	uint64_t rx_dropped_full, rx_dropped_oversize, rx_dropped_small_buffer;
 	bool rx_drop_logged;
 	struct user_frame *rx;
 
-	uint64_t tx_dropped;      /* I/O thread only */
+	uint64_t tx_dropped;      /* sender's thread only */
 	bool tx_drop_logged;
 };
-
-/* Set on a slirp thread: its own callbacks need not kick it awake. */
-static __thread struct net_user *loop_owner;
 
 static void signal_fd(int fd)
 {
@@ -116,22 +114,14 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* With lock held: make the slirp thread rebuild its poll set and timeout soon. */
+/* With lock held: make the loop fill in slirp's fds and timeout again. On
+ * the loop's own thread that happens anyway before it next waits. */
 static void kick(struct net_user *u)
 {
-	if (loop_owner == u || u->wake_pending)
-		return;  /* it will look again before sleeping, or a kick is already on its way */
+	if (event_loop_current() == u->loop || u->wake_pending)
+		return;
 	u->wake_pending = true;
-	signal_fd(u->wake_fd);
-}
-
-/* With rx_lock held: tell the I/O thread frames wait, once per empty -> non-empty cycle. */
-static void signal_rx(struct net_user *u)
-{
-	if (!u->rx_signalled) {
-		u->rx_signalled = true;
-		signal_fd(u->rx_fd);
-	}
+	signal_fd(u->wake.fd);
 }
 
 /* slirp callbacks: all run with lock held. */
@@ -141,7 +131,6 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 	struct net_user *u = opaque;
 	bool log_drop = false;
 
-	pthread_mutex_lock(&u->rx_lock);
 	if (len > NET_MAX_FRAME) {
 		u->rx_dropped_oversize++;
 		log_drop = !u->rx_drop_logged;
@@ -155,18 +144,17 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 		memcpy(f->data + NET_HDR_LEN, buf, len);
 		f->len = NET_HDR_LEN + len;
 		u->rx_count++;
-		/* From the slirp thread, once its round is over (or the queue is
-		 * half full): woken at the first frame of a burst, the I/O thread
-		 * would race the rest of it, taking a frame or two (and giving the
-		 * guest an interrupt) at a time. */
-		if (loop_owner != u || u->rx_count >= USER_RX_SLOTS / 2)
-			signal_rx(u);
+		/* Once per empty -> non-empty cycle. On the loop's thread the NIC's
+		 * handler runs after the hook, so it takes the whole round's frames. */
+		if (!u->rx_signalled) {
+			u->rx_signalled = true;
+			signal_fd(u->rx_fd);
+		}
 	}
-	if (log_drop)
+	if (log_drop) {
 		u->rx_drop_logged = true;
-	pthread_mutex_unlock(&u->rx_lock);
-	if (log_drop)
 		log_warn("user network: dropping frames towards the guest (queue full or frame too large)");
+	}
 	/* A dropped frame is not an I/O error: TCP retransmits, like on a lossy wire. */
 	return (ssize_t)len;
 }
@@ -215,13 +203,13 @@ static void cb_timer_mod(void *timer, int64_t expire_ms, void *opaque)
 	if (!timer)
 		return;
 	((struct user_timer *)timer)->expire_ms = expire_ms;
-	kick(u);  /* the sleeping poll() may have a later timeout */
+	kick(u);  /* the wait may have a later timeout */
 }
 
 static void cb_register_poll_fd(int fd, void *opaque)
 {
 	(void)fd;
-	kick(opaque);  /* the poll set is rebuilt each round; a sleeping one must see the new socket */
+	kick(opaque);  /* the wait must watch the new socket */
 }
 
 static void cb_unregister_poll_fd(int fd, void *opaque)
@@ -247,40 +235,28 @@ static const SlirpCb user_callbacks = {
 	.notify = cb_notify,
 };
 
-/* The slirp thread. */
+/* slirp in the I/O thread's loop. */
 
 static int add_poll(int fd, int events, void *opaque)
 {
 	struct net_user *u = opaque;
 	short ev = 0;
 
-	if (u->nr_pfds == u->max_pfds) {
-		struct pollfd *bigger = realloc(u->pfds, 2 * u->max_pfds * sizeof(*bigger));
-
-		if (!bigger)
-			return -1;  /* slirp skips a socket without an index: it waits a round */
-		u->pfds = bigger;
-		u->max_pfds *= 2;
-	}
 	if (events & SLIRP_POLL_IN)
 		ev |= POLLIN;
 	if (events & SLIRP_POLL_OUT)
 		ev |= POLLOUT;
 	if (events & SLIRP_POLL_PRI)
 		ev |= POLLPRI;
-	u->pfds[u->nr_pfds] = (struct pollfd){ .fd = fd, .events = ev };
-	return (int)u->nr_pfds++;
+	return event_loop_poll_fd(u->loop, fd, ev);  /* -1: slirp skips the socket this round */
 }
 
 static int get_revents(int idx, void *opaque)
 {
 	struct net_user *u = opaque;
-	short rev;
+	short rev = event_loop_revents(u->loop, idx);
 	int events = 0;
 
-	if (idx < 0 || (unsigned int)idx >= u->nr_pfds)
-		return 0;
-	rev = u->pfds[idx].revents;
 	if (rev & POLLIN)
 		events |= SLIRP_POLL_IN;
 	if (rev & POLLOUT)
@@ -325,49 +301,49 @@ static void timers_run(struct net_user *u, int64_t now_ms)
 	}
 }
 
-static void *user_thread(void *arg)
+static struct net_user *hook_user(struct event_hook *hook)
 {
-	struct net_user *u = arg;
-
-	/* Named from inside: naming another thread opens /proc/self/task/TID/comm,
-	 * which the seccomp filter (core/sandbox.c) does not allow. */
-	pthread_setname_np(pthread_self(), "kvio-slirp");
-	loop_owner = u;
-	pthread_mutex_lock(&u->lock);
-	while (!u->stopping) {
-		uint32_t timeout = timers_timeout(u, now_ns() / 1000000);
-		int ready;
-
-		/* Cleared before the poll set is built: a kick from here on means something this set misses. */
-		if (u->wake_pending) {
-			u->wake_pending = false;
-			drain_fd(u->wake_fd);
-		}
-		u->pfds[0] = (struct pollfd){ .fd = u->wake_fd, .events = POLLIN };
-		u->nr_pfds = 1;
-		slirp_pollfds_fill(u->slirp, &timeout, add_poll, u);
-		pthread_mutex_unlock(&u->lock);
-
-		ready = poll(u->pfds, u->nr_pfds, timeout > INT_MAX ? -1 : (int)timeout);
-		if (ready < 0 && errno != EINTR)
-			log_warn("user network: poll: %s", strerror(errno));
-
-		/* Sockets slirp_input opened or closed meanwhile are safe: slirp only
-		 * asks for the indexes it handed out in this round's fill. */
-		pthread_mutex_lock(&u->lock);
-		slirp_pollfds_poll(u->slirp, ready < 0, get_revents, u);
-		timers_run(u, now_ns() / 1000000);
-		/* Frames left unsignalled this round (signal_rx is a no-op for the rest). */
-		pthread_mutex_lock(&u->rx_lock);
-		if (u->rx_count)
-			signal_rx(u);
-		pthread_mutex_unlock(&u->rx_lock);
-	}
-	pthread_mutex_unlock(&u->lock);
-	return NULL;
+	return (struct net_user *)((char *)hook - offsetof(struct net_user, hook));
 }
 
-/* Backend ops, on kvio's I/O thread. */
+static void loop_prepare(struct event_hook *hook, int *timeout_ms)
+{
+	struct net_user *u = hook_user(hook);
+
+	pthread_mutex_lock(&u->lock);
+	u->wake_pending = false;  /* from here on a kick means something this round's fds miss */
+	u->polling = u->rx_count <= USER_RX_SLOTS / 2;
+	if (u->polling) {
+		uint32_t timeout = timers_timeout(u, now_ns() / 1000000);
+
+		slirp_pollfds_fill(u->slirp, &timeout, add_poll, u);
+		if (timeout <= INT_MAX && (*timeout_ms < 0 || (int)timeout < *timeout_ms))
+			*timeout_ms = (int)timeout;
+	}
+	pthread_mutex_unlock(&u->lock);
+}
+
+static void loop_check(struct event_hook *hook, bool wait_failed)
+{
+	struct net_user *u = hook_user(hook);
+
+	pthread_mutex_lock(&u->lock);
+	/* Sockets slirp_input opened or closed since the fill are safe: slirp
+	 * only asks for the indexes it handed out in that fill. */
+	if (u->polling) {
+		slirp_pollfds_poll(u->slirp, wait_failed, get_revents, u);
+		timers_run(u, now_ns() / 1000000);
+	}
+	pthread_mutex_unlock(&u->lock);
+}
+
+static void wake_ready(struct event_handler *handler, uint32_t events)
+{
+	(void)events;
+	drain_fd(handler->fd);  /* the loop fills in slirp's fds again before it next waits */
+}
+
+/* Backend ops: on the loop's thread, or (e1000 transmit) a vCPU's. */
 
 static void tx_drop(struct net_user *u, const char *what)
 {
@@ -403,10 +379,11 @@ static int user_send(struct net_backend *be, unsigned int qp, const struct iovec
 	}
 	pthread_mutex_lock(&u->lock);
 	slirp_input(u->slirp, buf + NET_HDR_LEN, (int)(total - NET_HDR_LEN));
-	/* Whatever the frame changed (sockets, what they wait for, TCP timers)
-	 * needs a fresh poll set, but once per burst: a wakeup per frame has
-	 * the slirp thread fight this one for the lock at every frame. */
-	u->wake_after_burst = true;
+	/* Off the loop's thread, whatever the frame changed (sockets, what they
+	 * wait for, TCP timers) needs the loop to fill in slirp's fds again, but
+	 * once per burst: a wakeup per frame has it fight this thread for the lock. */
+	if (event_loop_current() != u->loop)
+		u->wake_after_burst = true;
 	pthread_mutex_unlock(&u->lock);
 	return 0;
 }
@@ -431,7 +408,7 @@ static ssize_t user_recv(struct net_backend *be, unsigned int qp, const struct i
 	ssize_t ret = -EAGAIN;
 
 	(void)qp;
-	pthread_mutex_lock(&u->rx_lock);
+	pthread_mutex_lock(&u->lock);
 	while (u->rx_count) {
 		struct user_frame *f = &u->rx[u->rx_head];
 
@@ -451,7 +428,7 @@ static ssize_t user_recv(struct net_backend *be, unsigned int qp, const struct i
 		u->rx_signalled = false;
 		drain_fd(u->rx_fd);
 	}
-	pthread_mutex_unlock(&u->rx_lock);
+	pthread_mutex_unlock(&u->lock);
 	return ret;
 }
 
@@ -465,13 +442,11 @@ static void user_destroy(struct net_backend *be)
 {
 	struct net_user *u = (struct net_user *)be;
 
-	if (u->thread_started) {
-		pthread_mutex_lock(&u->lock);
-		u->stopping = true;
-		kick(u);
-		pthread_mutex_unlock(&u->lock);
-		pthread_join(u->thread, NULL);
-	}
+	/* The loop is not running by now (net_user_open's contract). */
+	if (u->hooked)
+		event_loop_remove_hook(u->loop, &u->hook);
+	if (u->wake_watched)
+		event_loop_remove(u->loop, &u->wake);
 	if (u->slirp)
 		slirp_cleanup(u->slirp);
 	while (u->timers) {
@@ -480,8 +455,8 @@ static void user_destroy(struct net_backend *be)
 		u->timers = t->next;
 		free(t);
 	}
-	if (u->wake_fd >= 0)
-		close(u->wake_fd);
+	if (u->wake.fd >= 0)
+		close(u->wake.fd);
 	if (u->rx_fd >= 0)
 		close(u->rx_fd);
 	if (u->rx_dropped_full || u->rx_dropped_oversize || u->rx_dropped_small_buffer || u->tx_dropped)
@@ -491,8 +466,6 @@ static void user_destroy(struct net_backend *be)
 			  (unsigned long long)u->rx_dropped_full, (unsigned long long)u->rx_dropped_oversize,
 			  (unsigned long long)u->rx_dropped_small_buffer, (unsigned long long)u->tx_dropped);
 	pthread_mutex_destroy(&u->lock);
-	pthread_mutex_destroy(&u->rx_lock);
-	free(u->pfds);
 	free(u->rx);
 	free(u);
 }
@@ -536,7 +509,8 @@ static const char *hostfwd_why(const struct net_hostfwd *f, const char *what)
 	return buf;
 }
 
-struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, const char **why)
+struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, struct event_loop *loop,
+				  const char **why)
 {
 	/* QEMU's -netdev user defaults, so guides written for QEMU apply as they are. */
 	const struct in_addr network = ip4(10, 0, 2, 0), netmask = ip4(255, 255, 255, 0);
@@ -557,7 +531,6 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		.vnameserver6 = ip6(0xfec0, 3),
 	};
 	struct net_user *u = calloc(1, sizeof(*u));
-	sigset_t all, old;
 	int err;
 
 	if (!u) {
@@ -566,18 +539,17 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		return NULL;
 	}
 	u->be = (struct net_backend){ .ops = &user_ops, .queue_pairs = 1, .offloads = 0 };
-	u->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	u->loop = loop;
+	u->hook = (struct event_hook){ .prepare = loop_prepare, .check = loop_check };
+	u->wake = (struct event_handler){ .fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .ready = wake_ready };
 	u->rx_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	pthread_mutex_init(&u->lock, NULL);
-	pthread_mutex_init(&u->rx_lock, NULL);
-	if (u->wake_fd < 0 || u->rx_fd < 0) {
+	if (u->wake.fd < 0 || u->rx_fd < 0) {
 		*why = "cannot create an eventfd";
 		goto fail;
 	}
-	u->max_pfds = USER_POLLFDS_MIN;
-	u->pfds = calloc(u->max_pfds, sizeof(*u->pfds));
 	u->rx = calloc(USER_RX_SLOTS, sizeof(*u->rx));
-	if (!u->pfds || !u->rx) {
+	if (!u->rx) {
 		errno = ENOMEM;
 		*why = "out of memory";
 		goto fail;
@@ -607,19 +579,19 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 			goto fail;
 		}
 	}
-	/* Signals stay with the threads that handle them; SIGSYS stays open, as
-	 * the seccomp filter's trap must reach its handler on this thread too. */
-	sigfillset(&all);
-	sigdelset(&all, SIGSYS);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&u->thread, NULL, user_thread, u);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	err = event_loop_add(loop, &u->wake, EPOLLIN);
 	if (err) {
-		errno = err;
-		*why = "cannot start the user network thread";
+		errno = -err;
+		*why = "cannot watch its wakeup eventfd";
 		goto fail;
 	}
-	u->thread_started = true;
+	u->wake_watched = true;
+	if (event_loop_add_hook(loop, &u->hook)) {
+		errno = ENOMEM;
+		*why = "out of memory";
+		goto fail;
+	}
+	u->hooked = true;
 	return &u->be;
 fail:
 	err = errno;

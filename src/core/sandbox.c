@@ -3,23 +3,23 @@
  *
  * One allow-list for the whole process, installed with SECCOMP_FILTER_FLAG_TSYNC
  * on the main thread after setup, before the console input, the I/O threads
- * and the vCPUs start (they inherit it) and on the user-network thread, which
- * setup already started. Not one filter per kind of thread, as Firecracker and
+ * and the vCPUs start: they inherit it, and TSYNC covers any thread setup
+ * itself may start. Not one filter per kind of thread, as Firecracker and
  * Cloud Hypervisor do, because in kvio the kinds would be nearly the same list:
  *  - the device model runs on every kind of thread: a vCPU's MMIO exit runs
  *    e1000 transmit (so a tap writev or slirp_input, which opens and connects
  *    sockets), a virtio status write (vhost-net's ioctls at DRIVER_OK and
  *    reset, an io_uring drain on a virtio-blk reset, TUNSETOFFLOAD), MSI-X
  *    programming (KVM_SET_GSI_ROUTING, KVM_IRQFD); the I/O threads run the
- *    queues, the backends and slirp_input too; the console input thread
+ *    queues, the backends and slirp too; the console input thread
  *    raises interrupts. Only KVM_RUN and the register dump would leave the
  *    I/O threads' list, and only clone the vCPUs'.
  *  - threads share one address space, so a thread taken over can run code on
  *    any other: per-thread lists narrow what a bug reaches directly, not what
  *    an attacker who controls the process reaches.
- *  - the slirp thread starts during setup, so a per-thread scheme needs hooks
- *    in net_user.c, io_thread.c, term.c and vcpu.c, and a start gate so that
- *    no vCPU runs before the main thread has its filter.
+ *  - threads start in several places, so a per-thread scheme needs hooks in
+ *    io_thread.c, term.c, vcpu.c and the vhost-user frontend's watcher, and
+ *    a start gate so that no vCPU runs before the main thread has its filter.
  * The list is kept short instead by what the command line asks for (socket
  * calls only with --net user, TUN ioctls only with a tap, vhost ioctls only
  * with vhost=on|auto, io_uring only with a disk, fd passing over UNIX
@@ -130,7 +130,7 @@ static const unsigned long vhost_ioctls[] = {
 };
 
 /* --net user: libslirp's host sockets (socket itself has a rule of its own),
- * on the slirp thread and wherever slirp_input runs (I/O and vCPU threads). */
+ * on the I/O thread that runs slirp and wherever slirp_input runs (vCPU threads too). */
 static const int user_net_syscalls[] = {
 	SCMP_SYS(connect), SCMP_SYS(bind), SCMP_SYS(listen), SCMP_SYS(accept), SCMP_SYS(accept4),
 	SCMP_SYS(sendto), SCMP_SYS(recvfrom), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg),

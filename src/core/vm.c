@@ -363,15 +363,16 @@ static int open_vhost(const struct net_config *nic, struct vhost_net **vhost)
 	return 0;
 }
 
-/* Where a NIC's frames go: a tap (maybe with vhost-net) or user-mode networking. */
-static struct net_backend *open_net_backend(const struct net_config *nic)
+/* Where a NIC's frames go: a tap (maybe with vhost-net) or user-mode
+ * networking, which runs on io (the thread serving queue pair 0). */
+static struct net_backend *open_net_backend(const struct net_config *nic, struct io_thread *io)
 {
 	const char *why = "unknown error";
 	struct net_backend *be;
 	struct vhost_net *vhost;
 
 	if (nic->backend == NET_BACKEND_USER) {
-		be = net_user_open(nic->hostfwds, nic->nr_hostfwds, &why);
+		be = net_user_open(nic->hostfwds, nic->nr_hostfwds, &io->loop, &why);
 		if (!be)
 			log_error("--net: user: %s: %s", why, strerror(errno));
 		return be;
@@ -406,7 +407,7 @@ static int add_nic(struct vm *vm, struct machine *m, const struct net_config *ni
 	struct virtio_dev *vdev;
 
 	machine_nic_mac(nic, index, opts.mac);
-	opts.backend = open_net_backend(nic);
+	opts.backend = open_net_backend(nic, io_pool_shared(&m->io));
 	if (!opts.backend)
 		return -1;
 	if (nic->model == NET_MODEL_E1000) {
@@ -506,14 +507,16 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 
 static void teardown_machine(struct machine *m)
 {
-	/* Devices' own threads, then the I/O threads: both call into the devices. */
+	/* Devices' own threads, then the I/O threads: both call into the devices.
+	 * The I/O threads' loops go last: a backend leaves its loop as it goes. */
 	for (unsigned int i = 0; i < m->nr_virtio; i++)
 		virtio_kvm_quiesce(m->virtio[i]);
-	io_pool_destroy(&m->io);
+	io_pool_stop(&m->io);
 	for (unsigned int i = 0; i < m->nr_virtio; i++)
 		virtio_kvm_remove(m->virtio[i]);
 	for (unsigned int i = 0; i < m->nr_e1000; i++)
 		e1000_kvm_remove(m->e1000[i]);
+	io_pool_destroy(&m->io);
 	pci_bus_destroy(&m->pci);
 	serial8250_destroy(&m->com1);
 	monitor_destroy(m->mon);
@@ -745,7 +748,7 @@ int vm_run(const struct vm_config *cfg)
 		if (vcpu_init(&vm.vcpus[i], &vm, i, &boot))
 			goto out;
 	/* Everything is open and mapped: from here on only the run-time syscalls,
-	 * on this thread, the slirp thread and every thread started from now on. */
+	 * on this thread and every thread started from now on. */
 	if (sandbox_install(cfg)) {
 		status = EXIT_SETUP_ERROR;
 		goto out;

@@ -1,7 +1,9 @@
 /* The user (libslirp) network backend driven as a guest would, with no VM:
  * ARP, DHCP, IPv6 router advertisement, hostfwd (TCP both ways, UDP), a guest
  * reaching the host's loopback through 10.0.2.2, dropped frames, the bounded
- * receive queue. Only 127.0.0.1 and slirp's own 10.0.2.x are ever contacted. */
+ * receive queue and its push-back on host sockets. slirp runs in an event
+ * loop this file turns, as kvio's I/O thread would. Only 127.0.0.1 and
+ * slirp's own 10.0.2.x are ever contacted. */
 #include "unit.h"
 
 #include <arpa/inet.h>
@@ -21,6 +23,7 @@
 #include "backend/net.h"
 #include "config.h"
 #include "core/sandbox.h"
+#include "util/event_loop.h"
 
 #define WAIT_MS 3000
 #define GUEST_IP 0x0a00020f  /* 10.0.2.15 */
@@ -34,6 +37,7 @@ static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 static const uint8_t zero_hdr[NET_HDR_LEN];
 
 static struct net_backend *be;
+static struct event_loop loop;  /* where slirp's host sockets are watched */
 
 struct frame {
 	uint8_t b[NET_MAX_FRAME];
@@ -247,12 +251,11 @@ static bool wait_frame(match_fn match, const void *arg, struct frame *out, int m
 		ssize_t n = be->ops->recv(be, 0, iov, 3);
 
 		if (n == -EAGAIN) {
-			struct pollfd p = { .fd = be->ops->rx_fd(be, 0), .events = POLLIN };
 			int64_t left = deadline - now_ms();
 
 			if (left <= 0)
 				return false;
-			assert_true(poll(&p, 1, (int)left) >= 0);
+			assert_true(event_loop_run_once(&loop, (int)left) >= 0);
 			continue;
 		}
 		assert_true(n >= (ssize_t)(NET_HDR_LEN + 14));
@@ -267,6 +270,22 @@ static bool wait_frame(match_fn match, const void *arg, struct frame *out, int m
 		if (match(out, arg))
 			return true;
 	}
+}
+
+/* Turns the loop until a host socket is readable; false after ms. */
+static bool wait_host_readable(int fd, int ms)
+{
+	int64_t deadline = now_ms() + ms;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	while (poll(&p, 1, 0) == 0) {
+		int64_t left = deadline - now_ms();
+
+		if (left <= 0)
+			return false;
+		assert_true(event_loop_run_once(&loop, left < 10 ? (int)left : 10) >= 0);
+	}
+	return true;
 }
 
 /* Tells slirp the guest's MAC, as a guest's first ARP does, and checks the reply. */
@@ -297,7 +316,7 @@ static struct net_backend *open_user(const struct net_hostfwd *fwds, unsigned in
 {
 	const char *why = NULL;
 
-	be = net_user_open(fwds, n, &why);
+	be = net_user_open(fwds, n, &loop, &why);
 	if (!be)
 		fail_msg("net_user_open: %s: %s", why, strerror(errno));
 	return be;
@@ -411,7 +430,6 @@ static void test_hostfwd_tcp(void **state)
 	uint16_t guest_port = 2222, peer_port;
 	uint32_t peer_ip, peer_seq;
 	uint8_t frame[NET_MAX_FRAME];
-	struct pollfd p;
 	struct frame f;
 	const uint8_t *t;
 	char got[8] = { 0 };
@@ -443,8 +461,7 @@ static void test_hostfwd_tcp(void **state)
 
 	assert_int_equal(send_frame(frame, tcp(frame, peer_ip, 2222, peer_port, 1001, peer_seq + 5,
 					       TCP_PSH | TCP_ACK, "world", 5)), 0);
-	p = (struct pollfd){ .fd = s, .events = POLLIN };
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_true(wait_host_readable(s, WAIT_MS));
 	assert_int_equal(read(s, got, sizeof(got)), 5);
 	assert_string_equal(got, "world");
 	close(s);
@@ -474,14 +491,13 @@ static void test_hostfwd_udp(void **state)
 }
 
 /* The guest connects out to 10.0.2.2:PORT and reaches the host's 127.0.0.1:PORT
- * (QEMU's default): slirp opens a socket while its thread sleeps in poll(). */
+ * (QEMU's default): slirp_input opens a socket, which the loop's next wait watches. */
 static void test_guest_connects_to_host_loopback(void **state)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(LOOPBACK) };
 	socklen_t alen = sizeof(a);
 	uint16_t guest_port = 40000, port;
 	uint8_t frame[NET_MAX_FRAME];
-	struct pollfd p;
 	struct frame f;
 	int ls, s;
 
@@ -501,8 +517,7 @@ static void test_guest_connects_to_host_loopback(void **state)
 	assert_int_equal(get32(f.b + 26), HOST_IP);
 	assert_int_equal(get16(l4(&f)), port);
 	assert_int_equal(get32(l4(&f) + 8), 5001);
-	p = (struct pollfd){ .fd = ls, .events = POLLIN };
-	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+	assert_true(wait_host_readable(ls, WAIT_MS));
 	s = accept(ls, NULL, NULL);
 	assert_true(s >= 0);
 	close(s);
@@ -577,7 +592,7 @@ static void test_hostfwd_port_in_use(void **state)
 	fwds[1].host_port = ntohs(a.sin_port);
 
 	errno = 0;
-	assert_null(net_user_open(fwds, 2, &why));
+	assert_null(net_user_open(fwds, 2, &loop, &why));
 	assert_int_equal(errno, EADDRINUSE);
 	assert_non_null(why);
 	snprintf(expect, sizeof(expect), "hostfwd=tcp:127.0.0.1:%u-:22", fwds[1].host_port);
@@ -599,7 +614,7 @@ static void test_hostfwd_guest_outside_network(void **state)
 	const char *why = NULL;
 
 	(void)state;
-	assert_null(net_user_open(&fwd, 1, &why));
+	assert_null(net_user_open(&fwd, 1, &loop, &why));
 	assert_non_null(strstr(why, "192.168.0.1:22"));
 	assert_non_null(strstr(why, "10.0.2.0/24"));
 }
@@ -672,6 +687,54 @@ static void test_receive_queue_is_bounded(void **state)
 	guest_arp(&f);
 }
 
+/* While more than half the queue waits for the guest, slirp leaves its host
+ * sockets unread (TCP's window pushes back on the host peer instead of frames
+ * being dropped); once the guest takes the frames, it reads them again. */
+static void test_full_queue_pushes_back_on_host_sockets(void **state)
+{
+	struct net_hostfwd fwd = { .udp = true, .host_addr = htonl(LOOPBACK), .host_port = free_port(SOCK_DGRAM),
+				   .guest_addr = htonl(GUEST_IP), .guest_port = 5000 };
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(LOOPBACK),
+				  .sin_port = htons(fwd.host_port) };
+	static const uint8_t unknown[6];
+	uint16_t guest_port = 5000;
+	uint8_t req[60];
+	struct frame f;
+	unsigned int arp_replies = 0, others = 0;
+	int s;
+
+	(void)state;
+	open_user(&fwd, 1);
+	guest_arp(&f);
+	arp(req, broadcast, 1, unknown, HOST_IP);
+	for (int i = 0; i < 200; i++)  /* answered within slirp_input: 200 frames wait */
+		assert_int_equal(send_frame(req, sizeof(req)), 0);
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(s >= 0);
+	assert_int_equal(sendto(s, "ping", 4, 0, (struct sockaddr *)&to, sizeof(to)), 4);
+	for (int i = 0; i < 3; i++)
+		assert_true(event_loop_run_once(&loop, 50) >= 0);
+	for (;;) {
+		uint8_t hdr[NET_HDR_LEN];
+		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { f.b, sizeof(f.b) } };
+		ssize_t n = be->ops->recv(be, 0, iov, 2);
+
+		if (n == -EAGAIN)
+			break;
+		assert_true(n >= (ssize_t)(NET_HDR_LEN + 14));
+		f.len = (size_t)n - NET_HDR_LEN;
+		if (is_arp(&f, 2))
+			arp_replies++;
+		else
+			others++;
+	}
+	assert_int_equal(arp_replies, 200);
+	assert_int_equal(others, 0);  /* the datagram still waits in the host socket */
+	assert_true(wait_frame(match_udp_to, &guest_port, &f, WAIT_MS));
+	assert_memory_equal(l4(&f) + 8, "ping", 4);
+	close(s);
+}
+
 /* rx_fd is readable exactly while frames wait: edge-triggered readers see every new batch. */
 static void test_rx_fd_resets_and_rearms(void **state)
 {
@@ -705,10 +768,11 @@ static void test_rx_fd_resets_and_rearms(void **state)
 	T(test_hostfwd_guest_outside_network),           \
 	T(test_drops_malformed_frames),                  \
 	T(test_rx_fd_resets_and_rearms),                 \
-	T(test_receive_queue_is_bounded)
+	T(test_receive_queue_is_bounded),                \
+	T(test_full_queue_pushes_back_on_host_sockets)
 
 /* The tests above once more in a child under kvio's seccomp filter for
- * --net user (core/sandbox.c), so that what libslirp does on its thread and
+ * --net user (core/sandbox.c), so that what libslirp does in the loop and
  * in slirp_input is on the list. Stricter than kvio, which starts the backend
  * before the filter. The child's output is shown only if it fails. */
 static void test_all_under_seccomp(void **state)
@@ -754,5 +818,9 @@ int main(void)
 
 	/* As kvio does: a host peer that went away must not kill the process when slirp writes to it. */
 	signal(SIGPIPE, SIG_IGN);
+	if (event_loop_init(&loop)) {
+		perror("event_loop_init");
+		return 1;
+	}
 	return cmocka_run_group_tests_name("net_user", tests, NULL, NULL);
 }
