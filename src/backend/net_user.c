@@ -85,7 +85,7 @@ struct net_user {
 	bool rx_drop_logged;
 	struct user_frame *rx;
 
-	uint64_t tx_dropped;      /* sender's thread only */
+	uint64_t tx_dropped;      /* the NIC serializes its transmits */
 	bool tx_drop_logged;
 };
 
