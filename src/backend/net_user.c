@@ -69,14 +69,14 @@ struct net_user {
 	struct event_loop *loop;  /* the I/O thread's, where slirp's sockets are watched */
 	struct event_hook hook;
 	struct event_handler wake;
-	bool hooked, wake_watched;
+	bool wake_watched;
 
 	pthread_mutex_t lock;  /* everything below but tx_ */
 	Slirp *slirp;
 	struct user_timer *timers;
 	bool polling;          /* this round's wait watches slirp's fds: check hands slirp their revents */
 	bool wake_pending;     /* wake written since the loop last filled in slirp's fds */
-	bool wake_after_burst; /* frames went into slirp off the loop's thread: wake it once the burst is over */
+	bool wake_after_burst; /* frames went into slirp: kick once the burst is over */
 
 	int rx_fd;
 	bool rx_signalled;     /* rx_fd's counter is nonzero */
@@ -379,11 +379,11 @@ static int user_send(struct net_backend *be, unsigned int qp, const struct iovec
 	}
 	pthread_mutex_lock(&u->lock);
 	slirp_input(u->slirp, buf + NET_HDR_LEN, (int)(total - NET_HDR_LEN));
-	/* Off the loop's thread, whatever the frame changed (sockets, what they
-	 * wait for, TCP timers) needs the loop to fill in slirp's fds again, but
-	 * once per burst: a wakeup per frame has it fight this thread for the lock. */
-	if (event_loop_current() != u->loop)
-		u->wake_after_burst = true;
+	/* Whatever the frame changed (sockets, what they wait for, TCP timers)
+	 * needs the loop to fill in slirp's fds again, but once per burst: a
+	 * wakeup per frame has it fight a vCPU thread for the lock. kick knows
+	 * when no wakeup is needed at all (on the loop's own thread). */
+	u->wake_after_burst = true;
 	pthread_mutex_unlock(&u->lock);
 	return 0;
 }
@@ -443,8 +443,7 @@ static void user_destroy(struct net_backend *be)
 	struct net_user *u = (struct net_user *)be;
 
 	/* The loop is not running by now (net_user_open's contract). */
-	if (u->hooked)
-		event_loop_remove_hook(u->loop, &u->hook);
+	event_loop_remove_hook(u->loop, &u->hook);
 	if (u->wake_watched)
 		event_loop_remove(u->loop, &u->wake);
 	if (u->slirp)
@@ -591,7 +590,6 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		*why = "out of memory";
 		goto fail;
 	}
-	u->hooked = true;
 	return &u->be;
 fail:
 	err = errno;

@@ -48,7 +48,8 @@ void event_loop_stop(struct event_loop *loop);
 /* The loop dispatching on this thread right now, or NULL. */
 struct event_loop *event_loop_current(void);
 
-/* Hooks are added and removed while the loop is not running, or from its own thread. */
+/* Hooks are added and removed while the loop is not running, or from its own
+ * thread. Removing a hook the loop does not have does nothing. */
 int event_loop_add_hook(struct event_loop *loop, struct event_hook *hook);  /* 0 or -ENOMEM */
 void event_loop_remove_hook(struct event_loop *loop, struct event_hook *hook);
 /* From prepare: watch fd for events (POLLIN...) in this round's wait. Returns
