@@ -87,7 +87,8 @@ struct net_backend {
 struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, struct vhost_net *vhost,
 				 const char **why);
 /* User-mode networking (libslirp) with QEMU's defaults and these forwarding
- * rules; one queue pair, no offloads. slirp's host sockets are watched on
+ * rules; one queue pair, whose only offload is receive checksums (the frames
+ * slirp builds are marked valid). slirp's host sockets are watched on
  * loop, which should be the loop of the thread that serves the NIC's queue
  * pair; it must outlive the backend and not be running when the backend is
  * destroyed. Returns NULL with *why and errno set on failure. */

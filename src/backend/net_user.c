@@ -49,8 +49,6 @@
 /* A guest that stops reading meets a full ring, like a real NIC's. */
 #define USER_RX_SLOTS 256
 
-static const uint8_t zero_hdr[NET_HDR_LEN];
-
 struct user_timer {
 	SlirpTimerCb cb;
 	void *cb_opaque;
@@ -77,6 +75,10 @@ struct net_user {
 	bool polling;          /* this round's wait watches slirp's fds: check hands slirp their revents */
 	bool wake_pending;     /* wake written since the loop last filled in slirp's fds */
 	bool wake_after_burst; /* frames went into slirp: kick once the burst is over */
+	/* The guest takes checksums a device vouches for (VIRTIO_NET_F_GUEST_CSUM):
+	 * every frame slirp builds carries checksums it computed, so each goes
+	 * marked DATA_VALID and the guest's stack does not sum the data again. */
+	bool mark_valid;
 
 	int rx_fd;
 	bool rx_signalled;     /* rx_fd's counter is nonzero */
@@ -139,8 +141,9 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 		log_drop = !u->rx_drop_logged;
 	} else {
 		struct user_frame *f = &u->rx[(u->rx_head + u->rx_count) % USER_RX_SLOTS];
+		struct virtio_net_hdr_v1 hdr = { .flags = u->mark_valid ? VIRTIO_NET_HDR_F_DATA_VALID : 0 };
 
-		memcpy(f->data, zero_hdr, NET_HDR_LEN);
+		memcpy(f->data, &hdr, NET_HDR_LEN);
 		memcpy(f->data + NET_HDR_LEN, buf, len);
 		f->len = NET_HDR_LEN + len;
 		u->rx_count++;
@@ -372,7 +375,7 @@ static int user_send(struct net_backend *be, unsigned int qp, const struct iovec
 	}
 	iov_to_buf(iov, n, buf, (size_t)total);
 	memcpy(&hdr, buf, sizeof(hdr));
-	/* No offloads were offered, so a header asking for one is a broken guest. */
+	/* No transmit offloads were offered, so a header asking for one is a broken guest. */
 	if ((hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
 		tx_drop(u, "it asks for an offload that was not offered");
 		return -EINVAL;
@@ -432,6 +435,16 @@ static ssize_t user_recv(struct net_backend *be, unsigned int qp, const struct i
 	return ret;
 }
 
+static int user_set_guest_offloads(struct net_backend *be, uint64_t guest_features)
+{
+	struct net_user *u = (struct net_user *)be;
+
+	pthread_mutex_lock(&u->lock);
+	u->mark_valid = guest_features & (1ULL << VIRTIO_NET_F_GUEST_CSUM);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
 static int user_rx_fd(struct net_backend *be, unsigned int qp)
 {
 	(void)qp;
@@ -475,6 +488,7 @@ static const struct net_backend_ops user_ops = {
 	.flush = user_flush,
 	.recv = user_recv,
 	.rx_fd = user_rx_fd,
+	.set_guest_offloads = user_set_guest_offloads,
 	.destroy = user_destroy,
 };
 
@@ -537,7 +551,8 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		errno = ENOMEM;
 		return NULL;
 	}
-	u->be = (struct net_backend){ .ops = &user_ops, .queue_pairs = 1, .offloads = 0 };
+	u->be = (struct net_backend){ .ops = &user_ops, .queue_pairs = 1,
+				      .offloads = 1ULL << VIRTIO_NET_F_GUEST_CSUM };
 	u->loop = loop;
 	u->hook = (struct event_hook){ .prepare = loop_prepare, .check = loop_check };
 	u->wake = (struct event_handler){ .fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .ready = wake_ready };

@@ -37,6 +37,7 @@ static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 static const uint8_t zero_hdr[NET_HDR_LEN];
 
 static struct net_backend *be;
+static uint8_t rx_hdr_flags;  /* what wait_frame expects in each frame's header */
 static struct event_loop loop;  /* where slirp's host sockets are watched */
 
 struct frame {
@@ -259,7 +260,8 @@ static bool wait_frame(match_fn match, const void *arg, struct frame *out, int m
 			continue;
 		}
 		assert_true(n >= (ssize_t)(NET_HDR_LEN + 14));
-		assert_memory_equal(hdr, zero_hdr, NET_HDR_LEN);
+		assert_int_equal(hdr[0], rx_hdr_flags);  /* flags, then nothing the guest must act on */
+		assert_memory_equal(hdr + 1, zero_hdr + 1, NET_HDR_LEN - 1);
 		out->len = (size_t)n - NET_HDR_LEN;
 		if (is_arp(out, 1) && get32(out->b + 38) == GUEST_IP) {
 			uint8_t reply[60];
@@ -328,6 +330,7 @@ static int teardown(void **state)
 	if (be)
 		be->ops->destroy(be);
 	be = NULL;
+	rx_hdr_flags = 0;
 	return 0;
 }
 
@@ -336,7 +339,7 @@ static void test_shape(void **state)
 	(void)state;
 	open_user(NULL, 0);
 	assert_int_equal(be->queue_pairs, 1);
-	assert_int_equal(be->offloads, 0);
+	assert_int_equal(be->offloads, 1ULL << VIRTIO_NET_F_GUEST_CSUM);
 	assert_string_equal(be->ops->name, "user");
 	assert_true(be->ops->rx_fd(be, 0) >= 0);
 }
@@ -488,6 +491,64 @@ static void test_hostfwd_udp(void **state)
 	assert_int_equal(l4_len(&f), 8 + 4);
 	assert_memory_equal(l4(&f) + 8, "ping", 4);
 	close(s);
+}
+
+/* IPv4 header and TCP/UDP checksums, pseudo-header included, as the guest would check them. */
+static bool checksums_valid(const struct frame *f)
+{
+	const uint8_t *ip = f->b + 14;
+	uint8_t pseudo[12];
+
+	put32(pseudo, get32(ip + 12));
+	put32(pseudo + 4, get32(ip + 16));
+	pseudo[8] = 0;
+	pseudo[9] = ip[9];
+	put16(pseudo + 10, (uint16_t)l4_len(f));
+	return csum_fold(csum_add(0, ip, (size_t)(ip[0] & 0x0f) * 4)) == 0 &&
+	       csum_fold(csum_add(csum_add(0, pseudo, 12), l4(f), l4_len(f))) == 0;
+}
+
+/* A guest that takes checksums the device vouches for (GUEST_CSUM) gets
+ * slirp's frames marked DATA_VALID, and they are; one that turns it off
+ * (ethtool -K rx off: the control queue's GUEST_OFFLOADS_SET) gets them unmarked. */
+static void test_marks_checksums_valid_when_the_guest_takes_them(void **state)
+{
+	struct net_hostfwd fwds[2] = {
+		{ .host_addr = htonl(LOOPBACK), .host_port = free_port(SOCK_STREAM), .guest_port = 2222 },
+		{ .udp = true, .host_addr = htonl(LOOPBACK), .host_port = free_port(SOCK_DGRAM), .guest_port = 5000 },
+	};
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(LOOPBACK) };
+	uint16_t tcp_port = 2222, udp_port = 5000;
+	struct frame f;
+	int t, u;
+
+	(void)state;
+	open_user(fwds, 2);
+	assert_int_equal(be->ops->set_guest_offloads(be, 1ULL << VIRTIO_NET_F_GUEST_CSUM), 0);
+	rx_hdr_flags = VIRTIO_NET_HDR_F_DATA_VALID;
+	guest_arp(&f);
+
+	t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(t >= 0);
+	to.sin_port = htons(fwds[0].host_port);
+	assert_int_equal(connect(t, (struct sockaddr *)&to, sizeof(to)), 0);
+	assert_true(wait_frame(match_tcp_to, &tcp_port, &f, WAIT_MS));
+	assert_true(checksums_valid(&f));
+
+	u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(u >= 0);
+	to.sin_port = htons(fwds[1].host_port);
+	assert_int_equal(sendto(u, "ping", 4, 0, (struct sockaddr *)&to, sizeof(to)), 4);
+	assert_true(wait_frame(match_udp_to, &udp_port, &f, WAIT_MS));
+	assert_true(checksums_valid(&f));
+
+	assert_int_equal(be->ops->set_guest_offloads(be, 0), 0);
+	rx_hdr_flags = 0;
+	assert_int_equal(sendto(u, "pong", 4, 0, (struct sockaddr *)&to, sizeof(to)), 4);
+	assert_true(wait_frame(match_udp_to, &udp_port, &f, WAIT_MS));
+	assert_memory_equal(l4(&f) + 8, "pong", 4);
+	close(u);
+	close(t);
 }
 
 /* The guest connects out to 10.0.2.2:PORT and reaches the host's 127.0.0.1:PORT
@@ -762,6 +823,7 @@ static void test_rx_fd_resets_and_rearms(void **state)
 	T(test_dhcp_offer),                              \
 	T(test_hostfwd_tcp),                             \
 	T(test_hostfwd_udp),                             \
+	T(test_marks_checksums_valid_when_the_guest_takes_them), \
 	T(test_guest_connects_to_host_loopback),         \
 	T(test_ipv6_router_advert),                      \
 	T(test_hostfwd_port_in_use),                     \
