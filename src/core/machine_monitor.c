@@ -1,5 +1,6 @@
 /* The monitor's view of the machine: run state, stop/cont, power requests,
- * the balloon, and a description of the devices for the query commands. */
+ * the balloon, the vCPUs' registers, and a description of the devices for
+ * the query commands. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -224,6 +225,49 @@ static int balloon_query(void *ctx, struct monitor_balloon *out)
 	return 0;
 }
 
+#define MSR_LSTAR 0xC0000082
+
+/* Reading another thread's vCPU is safe only while it is out of KVM_RUN:
+ * parked by stop, or parked just for this read. */
+static int registers(void *ctx, unsigned int cpu, struct monitor_registers *out)
+{
+	struct machine *m = ctx;
+	struct vcpu *vcpu;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_mp_state mp;
+	struct {
+		struct kvm_msrs header;
+		struct kvm_msr_entry entry;
+	} msrs = { .header.nmsrs = 1, .entry.index = MSR_LSTAR };
+	int err = 0;
+
+	if (cpu >= m->vm->nr_vcpus || !m->vm->vcpus)
+		return -ENOENT;
+	vcpu = &m->vm->vcpus[cpu];
+	if (!m->paused)
+		vcpus_pause(m->vm);
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_MP_STATE, &mp) < 0)
+		err = -errno;
+	if (!err && ioctl(vcpu->fd, KVM_GET_MSRS, &msrs) != 1)
+		msrs.entry.data = 0;
+	if (!m->paused)
+		vcpus_resume(m->vm);
+	if (err)
+		return err;
+	*out = (struct monitor_registers){
+		.gpr = { regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.rsp,
+			 regs.r8, regs.r9, regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15 },
+		.rip = regs.rip, .rflags = regs.rflags,
+		.cr0 = sregs.cr0, .cr2 = sregs.cr2, .cr3 = sregs.cr3, .cr4 = sregs.cr4, .efer = sregs.efer,
+		.lstar = msrs.entry.data,
+		.cs = sregs.cs.selector, .ss = sregs.ss.selector,
+		.halted = mp.mp_state == KVM_MP_STATE_HALTED,
+	};
+	return 0;
+}
+
 void machine_balloon_changed(void *ctx, uint64_t balloon_bytes)
 {
 	struct machine *m = ctx;
@@ -241,4 +285,5 @@ const struct monitor_machine_ops machine_monitor_ops = {
 	.describe = describe,
 	.balloon_set = balloon_set,
 	.balloon_query = balloon_query,
+	.registers = registers,
 };

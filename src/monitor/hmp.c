@@ -127,6 +127,34 @@ static void info_cpus(struct monitor *mon, FILE *out)
 	free(m);
 }
 
+/* In QEMU's layout, so that what people grep for in its output works here. */
+static void info_registers(struct monitor *mon, FILE *out)
+{
+	static const char *const names[16] = { "RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP",
+						"R8 ", "R9 ", "R10", "R11", "R12", "R13", "R14", "R15" };
+	void *ctx;
+	const struct monitor_machine_ops *ops = monitor_ops(mon, &ctx);
+	struct monitor_registers r;
+	unsigned int cpu;
+	int err = 0;
+
+	for (cpu = 0; ops->registers && !(err = ops->registers(ctx, cpu, &r)); cpu++) {
+		fprintf(out, "CPU#%u%s\n", cpu, r.halted ? " (halted)" : "");
+		for (unsigned int i = 0; i < 16; i++)
+			fprintf(out, "%s=%016llx%c", names[i], (unsigned long long)r.gpr[i], i % 4 == 3 ? '\n' : ' ');
+		fprintf(out, "RIP=%016llx RFL=%08llx CPL=%u\n", (unsigned long long)r.rip,
+			(unsigned long long)r.rflags, r.cs & 3);
+		fprintf(out, "CS =%04x SS =%04x\n", r.cs, r.ss);
+		fprintf(out, "CR0=%08llx CR2=%016llx CR3=%016llx CR4=%08llx\n", (unsigned long long)r.cr0,
+			(unsigned long long)r.cr2, (unsigned long long)r.cr3, (unsigned long long)r.cr4);
+		fprintf(out, "EFER=%016llx LSTAR=%016llx\n", (unsigned long long)r.efer, (unsigned long long)r.lstar);
+	}
+	if (!ops->registers || (err != -ENOENT))
+		fprintf(out, "info registers: %s\n", ops->registers ? strerror(-err) : "not supported");
+	else if (cpu == 0)
+		fputs("no vCPUs\n", out);
+}
+
 static void info_version(struct monitor *mon, FILE *out)
 {
 	(void)mon;
@@ -144,6 +172,7 @@ static const struct {
 	{ "block", info_block, "the disks" },
 	{ "virtio", info_virtio, "the virtio devices: status, features, queues" },
 	{ "cpus", info_cpus, "the vCPUs and their threads" },
+	{ "registers", info_registers, "each vCPU's registers" },
 	{ "version", info_version, "kvio's version" },
 };
 
@@ -160,7 +189,7 @@ static void cmd_info(struct monitor *mon, FILE *out, const char *arg)
 	if (arg)
 		fprintf(out, "info: unknown item '%s'\n", arg);
 	for (size_t i = 0; i < NR_INFOS; i++)
-		fprintf(out, "info %-8s -- %s\n", infos[i].name, infos[i].help);
+		fprintf(out, "info %-9s -- %s\n", infos[i].name, infos[i].help);
 }
 
 /* balloon N: the guest's target size in MiB, as QEMU's human monitor takes it. */
@@ -197,7 +226,7 @@ static const struct {
 	void (*run)(struct monitor *mon, FILE *out, const char *arg);
 	const char *help;
 } hmp_commands[] = {
-	{ "info", NULL, NULL, cmd_info, "info ITEM -- show status, balloon, network, block, virtio, cpus, version" },
+	{ "info", NULL, NULL, cmd_info, "info ITEM -- show status, balloon, network, block, virtio, cpus, registers, version" },
 	{ "balloon", NULL, NULL, cmd_balloon, "balloon MiB -- ask the guest to shrink or grow to MiB of RAM" },
 	{ "stop", "s", "stop", NULL, "stop -- pause the vCPUs and the device I/O threads" },
 	{ "cont", "c", "cont", NULL, "cont -- resume the VM" },

@@ -81,6 +81,18 @@ struct monitor_balloon {
 	int64_t stats[16];
 };
 
+/* One vCPU's registers, as `info registers` shows them. */
+struct monitor_registers {
+	uint64_t gpr[16];  /* RAX RBX RCX RDX RSI RDI RBP RSP R8-R15, in that order */
+	uint64_t rip, rflags;
+	uint64_t cr0, cr2, cr3, cr4, efer;
+	/* The 64-bit syscall entry point: where the guest kernel's text sits
+	 * (under KASLR, LSTAR minus entry_SYSCALL_64's link address is the offset). */
+	uint64_t lstar;
+	uint16_t cs, ss;
+	bool halted;
+};
+
 /* What the monitor does to the machine. Calls come from the main thread or
  * the console's input thread, one at a time (the monitor serialises them),
  * never from a vCPU or I/O thread. */
@@ -97,6 +109,9 @@ struct monitor_machine_ops {
 	/* -ENODEV without a balloon; guest_bytes is what the guest should keep. */
 	int (*balloon_set)(void *ctx, uint64_t guest_bytes);
 	int (*balloon_query)(void *ctx, struct monitor_balloon *out);
+	/* vCPU cpu's registers, read while it is parked between two exits;
+	 * -ENOENT past the last vCPU, or another -errno. */
+	int (*registers)(void *ctx, unsigned int cpu, struct monitor_registers *out);
 };
 
 struct monitor;

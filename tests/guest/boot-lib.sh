@@ -25,8 +25,43 @@ dump_threads() {
 	for child in $(pgrep -P "$1"); do dump_threads "$child"; done
 }
 
+# guest_registers SOCKET: `info registers` through kvio's monitor, three
+# times a second apart, each RIP then named by resolve-rip: where a hung
+# guest's vCPUs are.
+guest_registers() {
+	local regs rip lstar
+	regs=$(query_registers "$1")
+	echo "$regs"
+	echo "$regs" | awk '/^RIP=/ { rip = substr($1, 5) } /LSTAR=/ { sub(/.*LSTAR=/, ""); print rip, $0 }' |
+		while read -r rip lstar; do
+			echo "RIP $rip: $(tests/guest/resolve-rip "$rip" "$lstar" 2>&1)"
+		done
+}
+
+query_registers() {
+	timeout 60 python3 - "$1" <<-'PY'
+	import json, socket, sys, time
+	s = socket.socket(socket.AF_UNIX)
+	s.connect(sys.argv[1])
+	f = s.makefile("rw")
+	f.readline()
+	def execute(name, args=None):
+	    f.write(json.dumps({"execute": name, "arguments": args or {}}) + "\n")
+	    f.flush()
+	    while True:
+	        reply = json.loads(f.readline())
+	        if "event" not in reply:
+	            return reply
+	execute("qmp_capabilities")
+	for _ in range(3):
+	    print(execute("human-monitor-command", {"command-line": "info registers"}).get("return", ""), end="")
+	    time.sleep(1)
+	PY
+}
+
 # boot NAME KVIO ARGS...: run a guest to completion, output in $out/NAME, status in $out/NAME.rc.
-# A boot that outlives BOOT_TIMEOUT is killed; its threads are shown first.
+# A boot that outlives BOOT_TIMEOUT is killed; its threads are shown first,
+# and its vCPUs' registers if ARGS gave kvio `--monitor unix:$out/NAME.qmp`.
 boot() {
 	local name=$1; shift
 	local start=$SECONDS rc watchdog
@@ -40,6 +75,7 @@ boot() {
 		nap=$!
 		wait "$nap"
 		dump_threads "$vmm" >"$out/$name.threads" 2>&1
+		[ -S "$out/$name.qmp" ] && guest_registers "$out/$name.qmp" >>"$out/$name.threads" 2>&1
 	) &
 	watchdog=$!
 	wait "$vmm"

@@ -111,10 +111,23 @@ static int fake_balloon_query(void *ctx, struct monitor_balloon *b)
 	return 0;
 }
 
+/* Two vCPUs, the second halted; each register holds a value naming it. */
+static int fake_registers(void *ctx, unsigned int cpu, struct monitor_registers *r)
+{
+	(void)ctx;
+	if (cpu >= 2)
+		return -ENOENT;
+	*r = (struct monitor_registers){ .rip = 0xffffffff81000000ULL + cpu, .rflags = 0x246, .cr3 = 0x1000,
+					 .lstar = 0xffffffff81e00000ULL, .cs = 0x10, .ss = 0x18, .halted = cpu == 1 };
+	for (unsigned int i = 0; i < 16; i++)
+		r->gpr[i] = 0x100 * cpu + i;
+	return 0;
+}
+
 static const struct monitor_machine_ops fake_ops = {
 	.run_state = fake_run_state, .stop = fake_stop, .cont = fake_cont, .powerdown = fake_powerdown,
 	.reset = fake_reset, .quit = fake_quit, .describe = fake_describe, .balloon_set = fake_balloon_set,
-	.balloon_query = fake_balloon_query,
+	.balloon_query = fake_balloon_query, .registers = fake_registers,
 };
 
 /* A session whose output is collected, one JSON value per line. */
@@ -498,6 +511,11 @@ static void test_human_commands(void **state)
 	expect_human(h, "info block", "disk0: /images/root.img (raw, read-only), 64 MiB");
 	expect_human(h, "info virtio", "virtio-net at 00:03.0: status 0x0f (acknowledge driver driver-ok features-ok)");
 	expect_human(h, "info cpus", "  CPU #1: thread_id=4243");
+	expect_human(h, "info registers", "CPU#0\nRAX=0000000000000000 RBX=0000000000000001");
+	expect_human(h, "info registers", "R12=000000000000010c R13=000000000000010d R14=000000000000010e R15=000000000000010f\n"
+					  "RIP=ffffffff81000001 RFL=00000246 CPL=0\nCS =0010 SS =0018\n");
+	expect_human(h, "info registers", "CPU#1 (halted)\n");
+	expect_human(h, "info registers", "LSTAR=ffffffff81e00000\n");
 	expect_human(h, "info", "info balloon");
 	expect_human(h, "info nothing", "unknown item 'nothing'");
 	expect_human(h, "frobnicate", "unknown command: 'frobnicate'");
