@@ -52,12 +52,13 @@ static const char run_usage[] =
 	"                     add a virtio-blk disk backed by a raw image or block device\n"
 	"                     (repeatable; id is the serial the guest sees, at most 20 bytes)\n"
 	"  --net tap=IFNAME|user[,model=virtio|e1000][,mac=MAC][,queues=N]\n"
-	"        [,vhost=on|off|auto][,hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]\n"
+	"        [,vhost=on|off|auto][,hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT][,mtu=N]\n"
 	"                     add a NIC (repeatable): on a tap interface (created if\n"
 	"                     missing; vhost= moves the virtio data path into the host\n"
 	"                     kernel's vhost-net) or on user-mode networking (10.0.2.0/24,\n"
 	"                     host 10.0.2.2, DNS 10.0.2.3, DHCP from 10.0.2.15); queues > 1\n"
-	"                     offers multiqueue; e1000 is a fully emulated Intel 82540EM\n"
+	"                     offers multiqueue; e1000 is a fully emulated Intel 82540EM;\n"
+	"                     mtu= is user networking's link MTU (virtio: 65520 by default)\n"
 	"  --shared-memory    guest RAM in a memfd other processes can map (as QEMU's\n"
 	"                     memory-backend-memfd,share=on; implied by vhost-user);\n"
 	"                     otherwise anonymous memory with transparent huge pages\n"
@@ -278,7 +279,7 @@ static int parse_choice(const char *value, const char *const *choices, unsigned 
 }
 
 /* tap=IFNAME or user, then [,model=virtio|e1000][,mac=MAC][,queues=N]
- * [,vhost=on|off|auto] (tap) [,hostfwd=RULE]... (user) */
+ * [,vhost=on|off|auto] (tap) [,hostfwd=RULE]... [,mtu=N] (user) */
 static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 {
 	static const char *const models[] = { [NET_MODEL_VIRTIO] = "virtio", [NET_MODEL_E1000] = "e1000" };
@@ -352,8 +353,13 @@ static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 		} else if (!strncmp(item, "queues=", 7)) {
 			if (parse_queues("--net", item, CONFIG_MAX_NET_QUEUES, &nic->queues, err))
 				return -1;
+		} else if (!strncmp(item, "mtu=", 4)) {
+			if (parse_uint(item + 4, CONFIG_MIN_MTU, CONFIG_MAX_MTU, &nic->mtu)) {
+				print_error(err, "--net: '%s': mtu must be %d to %d", item, CONFIG_MIN_MTU, CONFIG_MAX_MTU);
+				return -1;
+			}
 		} else {
-			print_error(err, "--net: unknown option '%s' (use tap=IFNAME, user or vhost-user=SOCK, model=, mac=, queues=, vhost=, hostfwd=, reconnect=)",
+			print_error(err, "--net: unknown option '%s' (use tap=IFNAME, user or vhost-user=SOCK, model=, mac=, queues=, vhost=, hostfwd=, mtu=, reconnect=)",
 				    item);
 			return -1;
 		}
@@ -382,6 +388,14 @@ static int parse_net(const char *arg, struct vm_config *cfg, FILE *err)
 		print_error(err, "--net: reconnect= needs vhost-user=SOCK");
 		return -1;
 	}
+	/* The guest learns the MTU from virtio-net (VIRTIO_NET_F_MTU); Linux's
+	 * e1000 driver stays at 1500 whatever the link could carry. */
+	if (nic->mtu && (nic->backend != NET_BACKEND_USER || nic->model != NET_MODEL_VIRTIO)) {
+		print_error(err, "--net: mtu= needs user and model=virtio");
+		return -1;
+	}
+	if (nic->backend == NET_BACKEND_USER && !nic->mtu)
+		nic->mtu = nic->model == NET_MODEL_VIRTIO ? CONFIG_MAX_MTU : 1500;
 	cfg->nr_nics++;
 	return 0;
 }

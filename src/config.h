@@ -20,6 +20,11 @@
 
 #define CONFIG_SOCKET_PATH_MAX 108  /* sun_path, NUL included */
 #define CONFIG_MAX_RECONNECT 3600
+/* User networking's link MTU: at most libslirp's limit less one, and by
+ * default that with virtio (as slirp4netns and QEMU's passt backend use: a
+ * TCP segment per 64 KiB frame, not per 1.5 KiB); IPv4's minimum at least. */
+#define CONFIG_MIN_MTU 68
+#define CONFIG_MAX_MTU 65520
 
 struct disk_config {
 	char path[4096];         /* the image, or with vhost_user the backend's socket */
@@ -57,6 +62,7 @@ struct net_config {
 	uint8_t mac[6];
 	bool mac_set;                  /* mac= given; else a stable default per NIC */
 	unsigned int queues;           /* queue pairs */
+	unsigned int mtu;              /* user: the link's MTU; 0 until parsed, then set */
 	struct net_hostfwd hostfwds[CONFIG_MAX_HOSTFWDS];
 	unsigned int nr_hostfwds;
 };

@@ -19,7 +19,8 @@
 /* The largest frame a backend hands over: a 64 KiB GSO frame plus Ethernet
  * and VLAN headers (what Linux's tap may queue), or one MTU-sized frame. */
 #define NET_MAX_GSO_FRAME (65535 + 14 + 4)
-#define NET_MAX_FRAME (1500 + 14 + 4)
+#define NET_ETH_OVERHEAD (14 + 4)
+#define NET_MAX_FRAME (1500 + NET_ETH_OVERHEAD)
 
 struct net_backend;
 struct event_loop;
@@ -72,6 +73,10 @@ struct net_backend {
 	unsigned int queue_pairs;
 	/* VIRTIO_NET_F_* offload bits the backend can carry in headers: the NIC offers only these. */
 	uint64_t offloads;
+	/* The link's MTU when the backend sets it (user networking), else 0 (1500,
+	 * or whatever the host side of a tap says): a virtio NIC tells the guest
+	 * (VIRTIO_NET_F_MTU) and takes frames of that size. */
+	unsigned int mtu;
 	bool has_offload;  /* start_offload can run the rings outside kvio (vhost) */
 	/* With has_offload, non-zero: the only VIRTIO_NET_F_* data-path bits the
 	 * outside data path runs (vhost-user: what its backend offers). */
@@ -87,13 +92,13 @@ struct net_backend {
 struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, struct vhost_net *vhost,
 				 const char **why);
 /* User-mode networking (libslirp) with QEMU's defaults and these forwarding
- * rules; one queue pair, whose only offload is receive checksums (the frames
- * slirp builds are marked valid). slirp's host sockets are watched on
+ * rules, on a link of this MTU (CONFIG_MIN_MTU to CONFIG_MAX_MTU); one queue pair, whose only
+ * offload is receive checksums (the frames slirp builds are marked valid). slirp's host sockets are watched on
  * loop, which should be the loop of the thread that serves the NIC's queue
  * pair; it must outlive the backend and not be running when the backend is
  * destroyed. Returns NULL with *why and errno set on failure. */
-struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, struct event_loop *loop,
-				  const char **why);
+struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, unsigned int mtu,
+				  struct event_loop *loop, const char **why);
 /* A vhost-user-net backend process at socket path: queue pairs run there.
  * reconnect_s > 0: when it goes away, retry every that many seconds and
  * resume. Returns NULL with *why and errno set on failure. */

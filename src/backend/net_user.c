@@ -56,10 +56,13 @@ struct user_timer {
 	struct user_timer *next;
 };
 
-/* A frame as recv hands it over: a zeroed virtio-net header, then the frame. */
+/* A frame as recv hands it over: a virtio-net header, then the frame. Each
+ * slot's buffer grows to the largest frame it has held, so a queue of small
+ * frames costs small buffers whatever the MTU. */
 struct user_frame {
 	size_t len;  /* header included */
-	uint8_t data[NET_HDR_LEN + NET_MAX_FRAME];
+	size_t cap;
+	uint8_t *data;
 };
 
 struct net_user {
@@ -87,7 +90,9 @@ struct net_user {
 	bool rx_drop_logged;
 	struct user_frame *rx;
 
-	uint64_t tx_dropped;      /* the NIC serializes its transmits */
+	size_t max_frame;         /* Ethernet frame for the MTU, VLAN tag included */
+	uint8_t *tx_buf;          /* NET_HDR_LEN + max_frame; the NIC serializes its transmits */
+	uint64_t tx_dropped;
 	bool tx_drop_logged;
 };
 
@@ -126,6 +131,17 @@ static void kick(struct net_user *u)
 	signal_fd(u->wake.fd);
 }
 
+static bool grow_frame(struct user_frame *f, size_t size)
+{
+	uint8_t *data = realloc(f->data, size);
+
+	if (!data)
+		return false;
+	f->data = data;
+	f->cap = size;
+	return true;
+}
+
 /* slirp callbacks: all run with lock held. */
 
 static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
@@ -133,14 +149,18 @@ static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 	struct net_user *u = opaque;
 	bool log_drop = false;
 
-	if (len > NET_MAX_FRAME) {
+	struct user_frame *f = &u->rx[(u->rx_head + u->rx_count) % USER_RX_SLOTS];
+
+	if (len > u->max_frame) {
 		u->rx_dropped_oversize++;
 		log_drop = !u->rx_drop_logged;
 	} else if (u->rx_count == USER_RX_SLOTS) {
 		u->rx_dropped_full++;
 		log_drop = !u->rx_drop_logged;
+	} else if (f->cap < NET_HDR_LEN + len && !grow_frame(f, NET_HDR_LEN + len)) {
+		u->rx_dropped_full++;  /* out of memory: the frame is lost as on a full queue */
+		log_drop = !u->rx_drop_logged;
 	} else {
-		struct user_frame *f = &u->rx[(u->rx_head + u->rx_count) % USER_RX_SLOTS];
 		struct virtio_net_hdr_v1 hdr = { .flags = u->mark_valid ? VIRTIO_NET_HDR_F_DATA_VALID : 0 };
 
 		memcpy(f->data, &hdr, NET_HDR_LEN);
@@ -360,7 +380,7 @@ static void tx_drop(struct net_user *u, const char *what)
 static int user_send(struct net_backend *be, unsigned int qp, const struct iovec *iov, unsigned int n)
 {
 	struct net_user *u = (struct net_user *)be;
-	uint8_t buf[NET_HDR_LEN + NET_MAX_FRAME];
+	uint8_t *buf = u->tx_buf;
 	struct virtio_net_hdr_v1 hdr;
 	uint64_t total = iov_total(iov, n);
 
@@ -369,7 +389,7 @@ static int user_send(struct net_backend *be, unsigned int qp, const struct iovec
 		tx_drop(u, "shorter than a header and an Ethernet header");
 		return -EINVAL;
 	}
-	if (total > sizeof(buf)) {
+	if (total > NET_HDR_LEN + u->max_frame) {
 		tx_drop(u, "larger than the MTU");
 		return -EMSGSIZE;
 	}
@@ -478,7 +498,10 @@ static void user_destroy(struct net_backend *be)
 			  (unsigned long long)u->rx_dropped_full, (unsigned long long)u->rx_dropped_oversize,
 			  (unsigned long long)u->rx_dropped_small_buffer, (unsigned long long)u->tx_dropped);
 	pthread_mutex_destroy(&u->lock);
+	for (unsigned int i = 0; u->rx && i < USER_RX_SLOTS; i++)
+		free(u->rx[i].data);
 	free(u->rx);
+	free(u->tx_buf);
 	free(u);
 }
 
@@ -522,8 +545,8 @@ static const char *hostfwd_why(const struct net_hostfwd *f, const char *what)
 	return buf;
 }
 
-struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, struct event_loop *loop,
-				  const char **why)
+struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, unsigned int mtu,
+				  struct event_loop *loop, const char **why)
 {
 	/* QEMU's -netdev user defaults, so guides written for QEMU apply as they are. */
 	const struct in_addr network = ip4(10, 0, 2, 0), netmask = ip4(255, 255, 255, 0);
@@ -542,6 +565,8 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		.vprefix_len = 64,
 		.vhost6 = ip6(0xfec0, 2),
 		.vnameserver6 = ip6(0xfec0, 3),
+		.if_mtu = mtu,
+		.if_mru = mtu,
 	};
 	struct net_user *u = calloc(1, sizeof(*u));
 	int err;
@@ -551,8 +576,9 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		errno = ENOMEM;
 		return NULL;
 	}
-	u->be = (struct net_backend){ .ops = &user_ops, .queue_pairs = 1,
+	u->be = (struct net_backend){ .ops = &user_ops, .queue_pairs = 1, .mtu = mtu,
 				      .offloads = 1ULL << VIRTIO_NET_F_GUEST_CSUM };
+	u->max_frame = NET_ETH_OVERHEAD + mtu;
 	u->loop = loop;
 	u->hook = (struct event_hook){ .prepare = loop_prepare, .check = loop_check };
 	u->wake = (struct event_handler){ .fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .ready = wake_ready };
@@ -563,7 +589,8 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		goto fail;
 	}
 	u->rx = calloc(USER_RX_SLOTS, sizeof(*u->rx));
-	if (!u->rx) {
+	u->tx_buf = malloc(NET_HDR_LEN + u->max_frame);
+	if (!u->rx || !u->tx_buf) {
 		errno = ENOMEM;
 		*why = "out of memory";
 		goto fail;

@@ -372,7 +372,7 @@ static struct net_backend *open_net_backend(const struct net_config *nic, struct
 	struct vhost_net *vhost;
 
 	if (nic->backend == NET_BACKEND_USER) {
-		be = net_user_open(nic->hostfwds, nic->nr_hostfwds, &io->loop, &why);
+		be = net_user_open(nic->hostfwds, nic->nr_hostfwds, nic->mtu, &io->loop, &why);
 		if (!be)
 			log_error("--net: user: %s: %s", why, strerror(errno));
 		return be;

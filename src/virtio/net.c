@@ -67,7 +67,9 @@ static size_t rx_room_needed(const struct virtio_net *net)
 	bool gso = negotiated(net, VIRTIO_NET_F_GUEST_TSO4) || negotiated(net, VIRTIO_NET_F_GUEST_TSO6) ||
 		   negotiated(net, VIRTIO_NET_F_GUEST_UFO);
 
-	return NET_HDR_LEN + (gso ? NET_MAX_GSO_FRAME : NET_MAX_FRAME);
+	size_t frame = net->be->mtu > 1500 ? NET_ETH_OVERHEAD + net->be->mtu : NET_MAX_FRAME;
+
+	return NET_HDR_LEN + (gso && frame < NET_MAX_GSO_FRAME ? NET_MAX_GSO_FRAME : frame);
 }
 
 /* Move frames from the backend into the guest's receive buffers until the
@@ -535,6 +537,9 @@ struct virtio_dev *virtio_net_create(const struct virtio_net_options *opts)
 	memcpy(net->mac, opts->mac, sizeof(net->mac));
 	if (opts->queue_pairs > 1)
 		features |= 1ULL << VIRTIO_NET_F_MQ;
+	/* The backend's link MTU becomes the guest's (Linux sets eth0's MTU from it). */
+	if (net->be->mtu)
+		features |= 1ULL << VIRTIO_NET_F_MTU;
 	features |= net->be->offloads;
 	/* A data path outside kvio runs only the bits it knows; the control
 	 * queue and config space stay kvio's. */
@@ -550,7 +555,9 @@ struct virtio_dev *virtio_net_create(const struct virtio_net_options *opts)
 		.features = features,
 		.num_queues = (uint16_t)(2 * opts->queue_pairs + 1),
 		.queue_size = NET_QUEUE_SIZE,
-		.config_size = offsetof(struct virtio_net_config, mtu),
+		/* mtu is there only with VIRTIO_NET_F_MTU. */
+		.config_size = net->be->mtu ? offsetof(struct virtio_net_config, mtu) + sizeof(net->config.mtu)
+					    : offsetof(struct virtio_net_config, mtu),
 		.config_read = net_config_read,
 		.config_write = net_config_write,
 		.queue_kick = net_kick,
@@ -563,6 +570,7 @@ struct virtio_dev *virtio_net_create(const struct virtio_net_options *opts)
 	};
 	net->config.status = htole16(VIRTIO_NET_S_LINK_UP);
 	net->config.max_virtqueue_pairs = htole16((uint16_t)opts->queue_pairs);
+	net->config.mtu = htole16((uint16_t)net->be->mtu);
 	net->vdev.ops = &net->ops;
 	net->be->link_changed = net_link_changed;
 	net->be->link_ctx = net;

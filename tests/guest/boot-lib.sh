@@ -20,7 +20,7 @@ dump_threads() {
 		cat "$task/stack" 2>/dev/null
 	done
 	if [ "$(cat "/proc/$1/comm" 2>/dev/null)" = kvio ] && command -v gdb >/dev/null; then
-		timeout 60 gdb -p "$1" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)'
+		timeout -k 5 60 gdb -p "$1" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)'
 	fi
 	for child in $(pgrep -P "$1"); do dump_threads "$child"; done
 }
@@ -39,7 +39,7 @@ guest_registers() {
 }
 
 query_registers() {
-	timeout 60 python3 - "$1" <<-'PY'
+	timeout -k 5 60 python3 - "$1" <<-'PY'
 	import json, socket, sys, time
 	s = socket.socket(socket.AF_UNIX)
 	s.connect(sys.argv[1])
@@ -84,7 +84,8 @@ boot() {
 	wait "$watchdog" 2>/dev/null
 	echo "$rc" >"$out/$name.rc"
 	echo "# $name: $((SECONDS - start)) s"
-	if [ "$rc" -eq 124 ] && [ -s "$out/$name.threads" ]; then
+	# 124: timeout's TERM ended it; 137: it was still there 10 s later.
+	if { [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; } && [ -s "$out/$name.threads" ]; then
 		echo "# $name: still running after $BOOT_TIMEOUT s; its threads then:"
 		sed 's/^/#   /' "$out/$name.threads"
 	fi

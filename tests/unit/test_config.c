@@ -463,6 +463,14 @@ static void test_net_models_and_backends(void **state)
 	assert_true(cfg.nics[2].hostfwds[1].udp);
 	assert_int_equal(cfg.nics[2].hostfwds[1].host_addr, 0);
 	assert_int_equal(cfg.nics[2].hostfwds[1].guest_addr, htonl(0x0A000214));
+	/* User networking's MTU: 65520 by default with virtio, 1500 with e1000, or as given. */
+	assert_int_equal(cfg.nics[2].mtu, 65520);
+	assert_int_equal(cfg.nics[0].mtu, 0);
+	assert_int_equal(PARSE("run", "--net", "user,model=e1000", "--net", "user,mtu=1500", "--net", "user,mtu=68"),
+			 CONFIG_RUN);
+	assert_int_equal(cfg.nics[0].mtu, 1500);
+	assert_int_equal(cfg.nics[1].mtu, 1500);
+	assert_int_equal(cfg.nics[2].mtu, 68);
 	assert_int_equal(PARSE("run", "--net", "vhost-user=/run/sw/port0.sock,queues=2,reconnect=3"), CONFIG_RUN);
 	assert_int_equal(cfg.nics[0].backend, NET_BACKEND_VHOST_USER);
 	assert_string_equal(cfg.nics[0].socket, "/run/sw/port0.sock");
@@ -503,6 +511,11 @@ static void test_net_errors(void **state)
 		{ "tap=t0,queues=0", "queues must be 1 to 8" },
 		{ "tap=t0,queues=9", "queues must be 1 to 8" },
 		{ "tap=t0,speed=fast", "--net: unknown option 'speed=fast'" },
+		{ "user,mtu=67", "'mtu=67': mtu must be 68 to 65520" },
+		{ "user,mtu=65521", "mtu must be 68 to 65520" },
+		{ "user,mtu=9k", "mtu must be 68 to 65520" },
+		{ "tap=t0,mtu=9000", "mtu= needs user and model=virtio" },
+		{ "user,model=e1000,mtu=9000", "mtu= needs user and model=virtio" },
 	};
 	struct vm_config cfg;
 

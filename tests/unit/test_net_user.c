@@ -41,7 +41,7 @@ static uint8_t rx_hdr_flags;  /* what wait_frame expects in each frame's header 
 static struct event_loop loop;  /* where slirp's host sockets are watched */
 
 struct frame {
-	uint8_t b[NET_MAX_FRAME];
+	uint8_t b[NET_ETH_OVERHEAD + CONFIG_MAX_MTU];
 	size_t len;
 };
 
@@ -314,14 +314,19 @@ static uint16_t free_port(int type)
 	return ntohs(a.sin_port);
 }
 
-static struct net_backend *open_user(const struct net_hostfwd *fwds, unsigned int n)
+static struct net_backend *open_user_mtu(const struct net_hostfwd *fwds, unsigned int n, unsigned int mtu)
 {
 	const char *why = NULL;
 
-	be = net_user_open(fwds, n, &loop, &why);
+	be = net_user_open(fwds, n, mtu, &loop, &why);
 	if (!be)
 		fail_msg("net_user_open: %s: %s", why, strerror(errno));
 	return be;
+}
+
+static struct net_backend *open_user(const struct net_hostfwd *fwds, unsigned int n)
+{
+	return open_user_mtu(fwds, n, 1500);
 }
 
 static int teardown(void **state)
@@ -493,6 +498,55 @@ static void test_hostfwd_udp(void **state)
 	close(s);
 }
 
+/* The link's MTU is slirp's: at 65520 an 8000-byte datagram crosses in one
+ * frame each way; at 1500 it reaches the guest in fragments, and the guest's
+ * frame longer than the link is refused. */
+static void test_link_mtu(void **state)
+{
+	struct net_hostfwd fwd = { .udp = true, .host_addr = htonl(LOOPBACK), .host_port = free_port(SOCK_DGRAM),
+				   .guest_addr = htonl(GUEST_IP), .guest_port = 5000 };
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(LOOPBACK),
+				  .sin_port = htons(fwd.host_port) };
+	static uint8_t payload[8000], reply[NET_ETH_OVERHEAD + 8100], got[8100];
+	static struct frame f;
+	uint16_t guest_port = 5000;
+	int s;
+
+	(void)state;
+	memset(payload, 0x5a, sizeof(payload));
+	open_user_mtu(&fwd, 1, CONFIG_MAX_MTU);
+	assert_int_equal(be->mtu, CONFIG_MAX_MTU);
+	guest_arp(&f);
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(s >= 0);
+	assert_int_equal(sendto(s, payload, sizeof(payload), 0, (struct sockaddr *)&to, sizeof(to)), sizeof(payload));
+	assert_true(wait_frame(match_udp_to, &guest_port, &f, WAIT_MS));
+	assert_int_equal(get16(f.b + 20) & 0x3fff, 0);  /* not a fragment */
+	assert_int_equal(l4_len(&f), 8 + sizeof(payload));
+	assert_memory_equal(l4(&f) + 8, payload, sizeof(payload));
+	/* The guest answers the forwarded peer as large: the host socket gets it whole. */
+	assert_int_equal(send_frame(reply, udp(reply, slirp_mac, GUEST_IP, 5000, get32(f.b + 26), get16(l4(&f)),
+					       payload, sizeof(payload))), 0);
+	assert_true(wait_host_readable(s, WAIT_MS));
+	assert_int_equal(recv(s, got, sizeof(got), 0), sizeof(payload));
+	close(s);
+	teardown(state);
+
+	fwd.host_port = free_port(SOCK_DGRAM);
+	to.sin_port = htons(fwd.host_port);
+	open_user(&fwd, 1);
+	guest_arp(&f);
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(s >= 0);
+	assert_int_equal(sendto(s, payload, sizeof(payload), 0, (struct sockaddr *)&to, sizeof(to)), sizeof(payload));
+	assert_true(wait_frame(match_udp_to, &guest_port, &f, WAIT_MS));
+	assert_true(get16(f.b + 20) & 0x2000);  /* more fragments follow */
+	assert_true(f.len <= NET_MAX_FRAME);
+	assert_int_equal(send_frame(reply, udp(reply, slirp_mac, GUEST_IP, 5000, get32(f.b + 26), 9,
+					       payload, sizeof(payload))), -EMSGSIZE);
+	close(s);
+}
+
 /* IPv4 header and TCP/UDP checksums, pseudo-header included, as the guest would check them. */
 static bool checksums_valid(const struct frame *f)
 {
@@ -653,7 +707,7 @@ static void test_hostfwd_port_in_use(void **state)
 	fwds[1].host_port = ntohs(a.sin_port);
 
 	errno = 0;
-	assert_null(net_user_open(fwds, 2, &loop, &why));
+	assert_null(net_user_open(fwds, 2, 1500, &loop, &why));
 	assert_int_equal(errno, EADDRINUSE);
 	assert_non_null(why);
 	snprintf(expect, sizeof(expect), "hostfwd=tcp:127.0.0.1:%u-:22", fwds[1].host_port);
@@ -675,7 +729,7 @@ static void test_hostfwd_guest_outside_network(void **state)
 	const char *why = NULL;
 
 	(void)state;
-	assert_null(net_user_open(&fwd, 1, &loop, &why));
+	assert_null(net_user_open(&fwd, 1, 1500, &loop, &why));
 	assert_non_null(strstr(why, "192.168.0.1:22"));
 	assert_non_null(strstr(why, "10.0.2.0/24"));
 }
@@ -824,6 +878,7 @@ static void test_rx_fd_resets_and_rearms(void **state)
 	T(test_hostfwd_tcp),                             \
 	T(test_hostfwd_udp),                             \
 	T(test_marks_checksums_valid_when_the_guest_takes_them), \
+	T(test_link_mtu),                                \
 	T(test_guest_connects_to_host_loopback),         \
 	T(test_ipv6_router_advert),                      \
 	T(test_hostfwd_port_in_use),                     \

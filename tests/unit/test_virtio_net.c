@@ -152,13 +152,14 @@ static void host_sends(size_t len, uint8_t fill)
 	fake->tail++;
 }
 
-static void make_device(unsigned int pairs, uint64_t backend_offloads)
+static void make_device(unsigned int pairs, uint64_t backend_offloads, unsigned int mtu)
 {
 	struct virtio_net_options opts = { .queue_pairs = pairs, .mac = { 0x52, 0x54, 0, 0x12, 0x34, 0x56 } };
 
 	fake = calloc(1, sizeof(*fake));
 	assert_non_null(fake);
-	fake->be = (struct net_backend){ .ops = &fake_ops, .queue_pairs = pairs, .offloads = backend_offloads };
+	fake->be = (struct net_backend){ .ops = &fake_ops, .queue_pairs = pairs, .offloads = backend_offloads,
+					 .mtu = mtu };
 	fake->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	opts.backend = &fake->be;
 	net = virtio_net_create(&opts);
@@ -181,7 +182,7 @@ static int setup(void **state)
 {
 	(void)state;
 	make_device(2, (1ULL << VIRTIO_NET_F_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_CSUM) |
-			       (1ULL << VIRTIO_NET_F_GUEST_TSO4));
+			       (1ULL << VIRTIO_NET_F_GUEST_TSO4), 0);
 	return 0;
 }
 
@@ -252,7 +253,34 @@ static void test_config_and_features(void **state)
 	assert_true(offered & (1ULL << VIRTIO_NET_F_GUEST_TSO4));
 	/* Offloads the backend cannot carry are not offered. */
 	assert_false(offered & (1ULL << VIRTIO_NET_F_HOST_TSO6));
+	assert_false(offered & (1ULL << VIRTIO_NET_F_MTU));  /* a tap's MTU is the host's to set */
 	assert_int_equal(net->ops->num_queues, 5);
+}
+
+/* A backend that sets its link's MTU (user networking): the guest is told
+ * (VIRTIO_NET_F_MTU, config mtu), and a frame of that size is received whole
+ * over mergeable buffers, without GSO being negotiated. */
+static void test_backend_mtu(void **state)
+{
+	const uint32_t buf_len = 4096, frame = 14 + 65520;
+	uint32_t id, len, total = 0;
+
+	(void)state;
+	teardown(state);
+	make_device(1, 0, 65520);
+	assert_true(vtd_device_features(&d) & (1ULL << VIRTIO_NET_F_MTU));
+	assert_int_equal(vtd_read(&d, VIRTIO_PCI_DEVICE_OFFSET + offsetof(struct virtio_net_config, mtu), 2), 65520);
+	start((1ULL << VIRTIO_NET_F_MRG_RXBUF) | (1ULL << VIRTIO_NET_F_MTU));
+	for (int i = 0; i < 16; i++)
+		offer_rx(0, buf_len);
+	host_sends(frame, 0x55);
+	backend_ready(0);
+	assert_false(vtd_next_used(&d, 0, &id, &len));  /* 16 buffers are short of a maximal frame */
+	offer_rx(0, buf_len);
+	vtd_kick(&d, 0);
+	while (vtd_next_used(&d, 0, &id, &len))
+		total += len;
+	assert_int_equal(total, NET_HDR_LEN + frame);
 }
 
 static void test_transmit_passes_header_and_frame(void **state)
@@ -772,6 +800,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_config_and_features),
+		T(test_backend_mtu),
 		T(test_transmit_passes_header_and_frame),
 		T(test_transmit_burst_flushes_once),
 		T(test_transmit_drops_malformed_chains),
