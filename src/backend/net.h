@@ -92,11 +92,12 @@ struct net_backend {
 struct net_backend *net_tap_open(const char *ifname, unsigned int queue_pairs, struct vhost_net *vhost,
 				 const char **why);
 /* User-mode networking (libslirp) with QEMU's defaults and these forwarding
- * rules, on a link of this MTU (CONFIG_MIN_MTU to CONFIG_MAX_MTU); one queue pair, whose only
- * offload is receive checksums (the frames slirp builds are marked valid). slirp's host sockets are watched on
- * loop, which should be the loop of the thread that serves the NIC's queue
- * pair; it must outlive the backend and not be running when the backend is
- * destroyed. Returns NULL with *why and errno set on failure. */
+ * rules, on a link of this MTU (CONFIG_MIN_MTU to CONFIG_MAX_MTU); one queue
+ * pair, whose only offload is receive checksums (the frames slirp builds are
+ * marked valid). slirp's host sockets are watched on loop, which should be
+ * the loop of the thread that serves the NIC's queue pair; it must outlive
+ * the backend and not be running when the backend is destroyed. Returns NULL
+ * with *why and errno set on failure. */
 struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int nr_fwds, unsigned int mtu,
 				  struct event_loop *loop, const char **why);
 /* A vhost-user-net backend process at socket path: queue pairs run there.

@@ -147,9 +147,8 @@ static bool grow_frame(struct user_frame *f, size_t size)
 static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 {
 	struct net_user *u = opaque;
-	bool log_drop = false;
-
 	struct user_frame *f = &u->rx[(u->rx_head + u->rx_count) % USER_RX_SLOTS];
+	bool log_drop = false;
 
 	if (len > u->max_frame) {
 		u->rx_dropped_oversize++;

@@ -6,6 +6,11 @@
 #include <linux/kvm.h>
 #include <stdbool.h>
 
+/* The 64-bit syscall entry point (Intel SDM; asm/msr-index.h is not exported
+ * to userspace): zeroed for boot, set by the guest kernel, read back by the
+ * monitor's info registers. */
+#define MSR_LSTAR 0xC0000082
+
 /* KVM_GET_SUPPORTED_CPUID, grown until it fits. NULL on failure (logged). */
 struct kvm_cpuid2 *cpuid_get_supported(int kvm_fd);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "core/cpuid.h"
 #include "core/machine.h"
 #include "core/vcpu.h"
 #include "util/log.h"
@@ -224,8 +225,6 @@ static int balloon_query(void *ctx, struct monitor_balloon *out)
 			out->stats[t] = (int64_t)stats.value[t];
 	return 0;
 }
-
-#define MSR_LSTAR 0xC0000082
 
 /* Reading another thread's vCPU is safe only while it is out of KVM_RUN:
  * parked by stop, or parked just for this read. */
