@@ -67,7 +67,10 @@ static size_t rx_room_needed(const struct virtio_net *net)
 	bool gso = negotiated(net, VIRTIO_NET_F_GUEST_TSO4) || negotiated(net, VIRTIO_NET_F_GUEST_TSO6) ||
 		   negotiated(net, VIRTIO_NET_F_GUEST_UFO);
 
-	size_t frame = net->be->mtu > 1500 ? NET_ETH_OVERHEAD + net->be->mtu : NET_MAX_FRAME;
+	/* A link MTU above 1500 counts only for a driver that learnt it (F_MTU):
+	 * for another, frames over 1500 bytes are dropped, not waited for. */
+	size_t frame = negotiated(net, VIRTIO_NET_F_MTU) && net->be->mtu > 1500 ? NET_ETH_OVERHEAD + net->be->mtu
+										 : NET_MAX_FRAME;
 
 	return NET_HDR_LEN + (gso && frame < NET_MAX_GSO_FRAME ? NET_MAX_GSO_FRAME : frame);
 }

@@ -283,6 +283,24 @@ static void test_backend_mtu(void **state)
 	assert_int_equal(total, NET_HDR_LEN + frame);
 }
 
+/* A driver that did not learn the MTU (no F_MTU) and posts one 1.5 KiB
+ * buffer per frame (no mergeable buffers) still receives: the device does
+ * not wait for room for a 64 KiB frame the driver never expects. */
+static void test_backend_mtu_unknown_to_driver(void **state)
+{
+	uint32_t id, len;
+
+	(void)state;
+	teardown(state);
+	make_device(1, 0, 65520);
+	start(0);
+	offer_rx(0, NET_HDR_LEN + NET_MAX_FRAME);
+	host_sends(100, 0x66);
+	backend_ready(0);
+	assert_true(vtd_next_used(&d, 0, &id, &len));
+	assert_int_equal(len, NET_HDR_LEN + 100);
+}
+
 static void test_transmit_passes_header_and_frame(void **state)
 {
 	uint64_t hdr = vtd_alloc(&d, NET_HDR_LEN), data = vtd_alloc(&d, 100);
@@ -801,6 +819,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_config_and_features),
 		T(test_backend_mtu),
+		T(test_backend_mtu_unknown_to_driver),
 		T(test_transmit_passes_header_and_frame),
 		T(test_transmit_burst_flushes_once),
 		T(test_transmit_drops_malformed_chains),
