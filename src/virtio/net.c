@@ -72,7 +72,8 @@ static size_t rx_room_needed(const struct virtio_net *net)
 	size_t frame = negotiated(net, VIRTIO_NET_F_MTU) && net->be->mtu > 1500 ? NET_ETH_OVERHEAD + net->be->mtu
 										 : NET_MAX_FRAME;
 
-	return NET_HDR_LEN + (gso && frame < NET_MAX_GSO_FRAME ? NET_MAX_GSO_FRAME : frame);
+	_Static_assert(NET_ETH_OVERHEAD + CONFIG_MAX_MTU <= NET_MAX_GSO_FRAME, "a GSO frame's room covers any MTU");
+	return NET_HDR_LEN + (gso ? NET_MAX_GSO_FRAME : frame);
 }
 
 /* Move frames from the backend into the guest's receive buffers until the
