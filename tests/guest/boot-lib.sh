@@ -59,9 +59,17 @@ query_registers() {
 	PY
 }
 
+# kernel_log: the end of the kernel's log, where a task blocked in the kernel
+# (the hung-task detector) or an oops under a hung boot shows.
+kernel_log() {
+	echo "== kernel log, last 40 lines"
+	timeout 5 dmesg 2>/dev/null | tail -n 40
+}
+
 # boot NAME KVIO ARGS...: run a guest to completion, output in $out/NAME, status in $out/NAME.rc.
 # A boot that outlives BOOT_TIMEOUT is killed; its threads are shown first,
-# and its vCPUs' registers if ARGS gave kvio `--monitor unix:$out/NAME.qmp`.
+# its vCPUs' registers if ARGS gave kvio `--monitor unix:$out/NAME.qmp`, and
+# the end of the kernel's log.
 boot() {
 	local name=$1; shift
 	local start=$SECONDS rc watchdog
@@ -76,6 +84,7 @@ boot() {
 		wait "$nap"
 		dump_threads "$vmm" >"$out/$name.threads" 2>&1
 		[ -S "$out/$name.qmp" ] && guest_registers "$out/$name.qmp" >>"$out/$name.threads" 2>&1
+		kernel_log >>"$out/$name.threads" 2>&1
 	) &
 	watchdog=$!
 	wait "$vmm"
