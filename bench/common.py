@@ -1,5 +1,6 @@
 """What the benchmark drivers share: the options that pick the VMMs' guest,
-and reading a VMM's memory use."""
+and reading a VMM's memory use and CPU time."""
+import os
 
 
 def add_vm_args(ap, memory="512", cpus="1"):
@@ -26,3 +27,17 @@ def proc_status(pid, keys):
     except (OSError, ValueError):
         return None
     return parts
+
+
+def proc_cpu_seconds(pid):
+    """(CPU seconds, of which running a guest) of all of PID's threads so far,
+    or None once the process is gone. A vCPU thread's time in KVM_RUN counts
+    as guest time, and the kernel counts guest time in user time as well."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # Fields after the command's name: utime, stime and guest_time are 14, 15 and 43 of stat(5).
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, int(fields[40]) / tick

@@ -66,10 +66,13 @@ def iperf_server(addr):
 
 
 def guest_command(seconds):
-    """iperf3's receiver-side Mbit/s for each direction, as '=DIR= N'."""
+    """iperf3's receiver-side Mbit/s for each direction, as '=DIR= N', with a
+    '=mark=' line as each transfer starts and after the last, where the host
+    reads the VMM's CPU time."""
     rate = "sed -n 's/.* \\([0-9.]*\\) Mbits.sec.*receiver$/\\1/p'"
-    return (f"sleep 1; echo =guest-host= $(iperf3 -c {HOST} -t {seconds} -f m | {rate}); "
-            f"echo =host-guest= $(iperf3 -c {HOST} -t {seconds} -f m -R | {rate})")
+    return (f"sleep 1; echo =mark=; g=$(iperf3 -c {HOST} -t {seconds} -f m | {rate}); "
+            f"echo =mark=; h=$(iperf3 -c {HOST} -t {seconds} -f m -R | {rate}); "
+            f"echo =mark=; echo =guest-host= $g; echo =host-guest= $h")
 
 
 def vmm_command(system, model, backend, vhost, extra, args, cmdline):
@@ -86,28 +89,67 @@ def vmm_command(system, model, backend, vhost, extra, args, cmdline):
             "-netdev", netdev, "-device", f"{device},netdev=n0"]
 
 
+def vmm_cpu_seconds(pid):
+    """(CPU seconds, of which the guest's) of the VMM and of the vhost-net
+    workers it owns: before Linux 6.4 those are kernel threads named vhost-PID,
+    outside the process."""
+    own = common.proc_cpu_seconds(pid)
+    if own is None:
+        return None
+    cpu, guest = own
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != f"vhost-{pid}":
+                    continue
+        except OSError:
+            continue
+        cpu += (common.proc_cpu_seconds(int(entry)) or (0, 0))[0]
+    return cpu, guest
+
+
 def run_guest(system, row, args):
+    """Both directions' Mbit/s, and for each transfer the VMM's CPU seconds
+    (all its threads) and how many of them were the guest's."""
     _, model, backend, vhost, extra = row
     ip = "dhcp" if backend == "user" else "10.0.2.15/24"
     cmdline = f"quiet kvio.ip={ip} kvio.run=\"{guest_command(args.seconds)}\""
     make_namespace(backend)
     server = iperf_server("127.0.0.1" if backend == "user" else HOST)
+    proc, timer, timed_out, lines, marks = None, None, threading.Event(), [], []
     try:
-        proc = subprocess.run(["ip", "netns", "exec", NS] + vmm_command(system, model, backend, vhost, extra, args, cmdline),
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=args.timeout)
+        # ip netns exec execs the VMM in place, so proc.pid is the VMM's.
+        proc = subprocess.Popen(["ip", "netns", "exec", NS] + vmm_command(system, model, backend, vhost, extra, args, cmdline),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        timer = threading.Timer(args.timeout, lambda: (timed_out.set(), proc.kill()))
+        timer.start()
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            if line.startswith("=mark="):
+                marks.append(vmm_cpu_seconds(proc.pid))
+            lines.append(line)
+        proc.wait()
     finally:
+        if timer:
+            timer.cancel()
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
         server.kill()
         server.wait()
         drop_namespace()
-    out = proc.stdout.decode(errors="replace")
+    if timed_out.is_set():
+        raise RuntimeError(f"killed after {args.timeout:.0f} s")
+    out = "\n".join(lines)
     res = []
     for marker in ("=guest-host= ", "=host-guest= "):
-        vals = [l[len(marker):].split() for l in out.splitlines() if l.startswith(marker)]
+        vals = [l[len(marker):].split() for l in lines if l.startswith(marker)]
         if not vals or not vals[0]:
             raise RuntimeError(f"no {marker.strip()} result (exit {proc.returncode}): {out[-300:]!r}")
         res.append(float(vals[0][0]))
-    return tuple(res)
+    if len(marks) != 3 or None in marks:
+        raise RuntimeError(f"no CPU time for each transfer (exit {proc.returncode}): {out[-300:]!r}")
+    return tuple(res), [tuple(marks[i + 1][k] - marks[i][k] for i in range(2)) for k in range(2)]
 
 
 def run_veth(args):
@@ -158,12 +200,13 @@ def run_round(rnd, rows, args):
         for system in systems:
             start = time.monotonic()
             try:
-                res = run_guest(system, row, args)
+                res, (cpu, guest) = run_guest(system, row, args)
             except (RuntimeError, subprocess.SubprocessError) as e:
                 print(f"round {rnd + 1} {row[0]:17s} {system:4s} FAILED: {e}", flush=True)
                 continue
-            record(row=row[0], system=system, rates=res)
-            show(row[0], system, res, f"  ({time.monotonic() - start:.0f} s)")
+            record(row=row[0], system=system, rates=res, cpu=cpu, guest=guest)
+            show(row[0], system, res, f"  CPU {cpu[0]:.1f}, {cpu[1]:.1f} s (guest {guest[0]:.1f}, {guest[1]:.1f})"
+                 f"  ({time.monotonic() - start:.0f} s)")
     res = run_veth(args)
     record(row="veth (limit)", system="host", rates=res)
     show("veth (limit)", "", res)
@@ -171,31 +214,58 @@ def run_round(rnd, rows, args):
 
 def report(rows, args):
     runs = [json.loads(line) for line in open(args.results)]
-    results = {(r[0], s): [e["rates"] for e in runs if e["row"] == r[0] and e["system"] == s]
+    results = {(r[0], s): [e for e in runs if e["row"] == r[0] and e["system"] == s]
                for r in rows for s in ("kvio", "qemu")}
     limit = [e["rates"] for e in runs if e["row"] == "veth (limit)"]
 
     def med(samples, i):
         return statistics.median(s[i] for s in samples) if samples else float("nan")
 
+    def rate(row, system, i):
+        return med([e["rates"] for e in results[(row, system)]], i)
+
+    def cpu_per_gb(entries, i, vmm_only):
+        """CPU seconds per GB moved, median over the runs that timed it; vmm_only
+        leaves out the guest's own time on its vCPUs."""
+        per_gb = [(e["cpu"][i] - (e["guest"][i] if vmm_only else 0)) / (e["rates"][i] * args.seconds / 8000)
+                  for e in entries if "guest" in e and e["rates"][i]]
+        return statistics.median(per_gb) if per_gb else float("nan")
+
+    def per_round(row, i):
+        """kvio/QEMU of each round that has both runs: the L1 changes between rounds more than the VMMs differ."""
+        by_round = {s: {e["round"]: e["rates"][i] for e in results[(row, s)]} for s in ("kvio", "qemu")}
+        return ", ".join(f"{by_round['kvio'][r] / by_round['qemu'][r]:.2f}"
+                         for r in sorted(by_round["kvio"]) if by_round["qemu"].get(r))
+
     lim = [med(limit, i) for i in range(2)]
     print()
-    print("| row | direction | kvio Mbit/s | QEMU Mbit/s | kvio/QEMU | kvio/limit | QEMU/limit |")
-    print("|---|---|---|---|---|---|---|")
+    print("| row | direction | kvio Mbit/s | QEMU Mbit/s | kvio/QEMU | kvio/limit | QEMU/limit | kvio/QEMU per round |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         for i, direction in enumerate(DIRECTIONS):
-            k, q = med(results[(row[0], "kvio")], i), med(results[(row[0], "qemu")], i)
-            print(f"| {row[0]} | {direction} | {k:.0f} | {q:.0f} | {k / q:.2f} | {k / lim[i]:.3f} | {q / lim[i]:.3f} |")
+            k, q = rate(row[0], "kvio", i), rate(row[0], "qemu", i)
+            print(f"| {row[0]} | {direction} | {k:.0f} | {q:.0f} | {k / q:.2f} | {k / lim[i]:.3f} | {q / lim[i]:.3f} "
+                  f"| {per_round(row[0], i)} |")
     for i, direction in enumerate(DIRECTIONS):
-        print(f"| veth (limit) | {direction} | {lim[i]:.0f} | | | | |")
+        print(f"| veth (limit) | {direction} | {lim[i]:.0f} | | | | | |")
+    print()
+    print("| row | direction | kvio CPU s/GB | QEMU CPU s/GB | kvio/QEMU | kvio VMM-only s/GB | QEMU VMM-only s/GB | kvio/QEMU |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        for i, direction in enumerate(DIRECTIONS):
+            cells = []
+            for vmm_only in (False, True):
+                k, q = (cpu_per_gb(results[(row[0], s)], i, vmm_only) for s in ("kvio", "qemu"))
+                cells.append(f"{k:.1f} | {q:.1f} | {k / q if q else float('nan'):.2f}")
+            print(f"| {row[0]} | {direction} | {' | '.join(cells)} |")
     print()
     if {"e1000/tap", "virtio/tap"} <= {r[0] for r in rows}:
-        base = {i: med(results[("e1000/tap", "kvio")], i) for i in range(2)}
-        virt = {i: med(results[("virtio/tap", "kvio")], i) for i in range(2)}
+        base = {i: rate("e1000/tap", "kvio", i) for i in range(2)}
+        virt = {i: rate("virtio/tap", "kvio", i) for i in range(2)}
         print("kvio virtio/tap over e1000/tap: " + ", ".join(
             f"{d} {virt[i] / base[i]:.1f}x" for i, d in enumerate(DIRECTIONS)))
     print(f"(medians of {args.rounds} rounds, iperf3 TCP {args.seconds} s per direction, {args.cpus} vCPU, "
-          f"{args.memory} MiB; failed runs: " + ", ".join(
+          f"{args.memory} MiB; CPU: all the VMM's threads during each iperf3 run, and VMM-only without the guest's time in KVM_RUN; failed runs: " + ", ".join(
               f"{r} {s} {args.rounds - len(v)}" for (r, s), v in results.items() if len(v) < args.rounds) + ")")
 
 
