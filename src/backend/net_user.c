@@ -75,6 +75,13 @@ struct net_user {
 	pthread_mutex_t lock;  /* everything below but tx_ */
 	Slirp *slirp;
 	struct user_timer *timers;
+	/* slirp reads the clock for every frame it sends (and where the host
+	 * has no vDSO clock, such as a nested guest on HPET, each read is a
+	 * syscall and an emulated device access): it gets the time read once
+	 * after each wait of the loop, as a kernel's jiffies, which its
+	 * millisecond timers cannot tell from the exact time. */
+	int64_t clock_ns;
+	bool clock_valid;
 	bool polling;          /* this round's wait watches slirp's fds: check hands slirp their revents */
 	bool wake_pending;     /* wake written since the loop last filled in slirp's fds */
 	bool wake_after_burst; /* frames went into slirp: kick once the burst is over */
@@ -187,10 +194,19 @@ static void cb_guest_error(const char *msg, void *opaque)
 	log_debug("user network: guest error: %s", msg);
 }
 
+/* With lock held: the time as of the loop's last wakeup. */
+static int64_t clock_now(struct net_user *u)
+{
+	if (!u->clock_valid) {
+		u->clock_ns = now_ns();
+		u->clock_valid = true;
+	}
+	return u->clock_ns;
+}
+
 static int64_t cb_clock_get_ns(void *opaque)
 {
-	(void)opaque;
-	return now_ns();
+	return clock_now(opaque);
 }
 
 static void *cb_timer_new(SlirpTimerCb cb, void *cb_opaque, void *opaque)
@@ -336,12 +352,15 @@ static void loop_prepare(struct event_hook *hook, int *timeout_ms)
 	u->wake_pending = false;  /* from here on a kick means something this round's fds miss */
 	u->polling = u->rx_count <= USER_RX_SLOTS / 2;
 	if (u->polling) {
-		uint32_t timeout = timers_timeout(u, now_ns() / 1000000);
+		/* The time read after the last wait, older only by what the
+		 * handlers did since: a timer fires that much late at worst. */
+		uint32_t timeout = timers_timeout(u, clock_now(u) / 1000000);
 
 		slirp_pollfds_fill(u->slirp, &timeout, add_poll, u);
 		if (timeout <= INT_MAX && (*timeout_ms < 0 || (int)timeout < *timeout_ms))
 			*timeout_ms = (int)timeout;
 	}
+	u->clock_valid = false;  /* the loop waits next */
 	pthread_mutex_unlock(&u->lock);
 }
 
@@ -350,11 +369,12 @@ static void loop_check(struct event_hook *hook, bool wait_failed)
 	struct net_user *u = hook_user(hook);
 
 	pthread_mutex_lock(&u->lock);
+	u->clock_valid = false;  /* another thread may have read it during the wait */
 	/* Sockets slirp_input opened or closed since the fill are safe: slirp
 	 * only asks for the indexes it handed out in that fill. */
 	if (u->polling) {
 		slirp_pollfds_poll(u->slirp, wait_failed, get_revents, u);
-		timers_run(u, now_ns() / 1000000);
+		timers_run(u, clock_now(u) / 1000000);
 	}
 	pthread_mutex_unlock(&u->lock);
 }

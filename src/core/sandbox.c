@@ -111,8 +111,8 @@ static const int base_syscalls[] = {
 /* ioctls every VM makes at run time, by request number. */
 static const unsigned long base_ioctls[] = {
 	KVM_RUN,                          /* vCPU threads */
-	/* the register dump after a triple fault, and the monitor's info registers */
-	KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_MP_STATE, KVM_GET_MSRS,
+	/* the register dump after a triple fault, and the monitor's info registers and x */
+	KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_MP_STATE, KVM_GET_MSRS, KVM_TRANSLATE,
 	KVM_IRQ_LINE,                     /* COM1; the INTx lines of virtio (without MSI-X) and e1000 */
 	KVM_SET_GSI_ROUTING, KVM_IRQFD,   /* MSI-X vectors as the guest programs them */
 	TCGETS, TCSETS,                   /* the terminal: isatty, raw mode, restoring it */

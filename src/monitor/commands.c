@@ -266,14 +266,29 @@ static json_t *cmd_query_kvm(struct monitor *mon, json_t *args, json_t **error)
 
 static json_t *cmd_query_commands(struct monitor *mon, json_t *args, json_t **error);
 
+/* As in QEMU, each call is a fresh human monitor: `cpu N` lasts for this
+ * line only, and cpu-index says which vCPU it starts on. */
 static json_t *cmd_human_monitor_command(struct monitor *mon, json_t *args, json_t **error)
 {
 	const char *line = json_string_value(json_object_get(args, "command-line"));
+	json_t *cpu_index = json_object_get(args, "cpu-index");
+	unsigned int cpu = 0;
 	char *out;
 	json_t *ret;
 
-	(void)error;
-	out = hmp_execute(mon, line);
+	if (cpu_index) {
+		struct monitor_machine *m = monitor_describe(mon);
+		json_int_t want = json_integer_value(cpu_index);
+		bool valid = m && want >= 0 && want < m->nr_cpus;
+
+		free(m);
+		if (!valid) {
+			*error = monitor_error("GenericError", "Parameter 'cpu-index' expects a CPU number");
+			return NULL;
+		}
+		cpu = (unsigned int)want;
+	}
+	out = hmp_execute(mon, line, &cpu);
 	ret = json_string(out ? out : "");
 	free(out);
 	return ret;

@@ -1,5 +1,6 @@
-/* Human monitor commands ("info balloon", "balloon 512"): parsed here, run as
- * the QMP commands they stand for, and printed the way QEMU's monitor does. */
+/* Human monitor commands ("info balloon", "balloon 512", "x /8gx $rsp"):
+ * parsed here, run as the QMP commands they stand for or straight on the
+ * machine's ops (registers, memory), and printed the way QEMU's monitor does. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,51 +12,52 @@
 
 #define MIB (1024ULL * 1024)
 
-struct text {
-	char *buf;
-	size_t len;
-	FILE *f;
+/* One command line being run. */
+struct hmp {
+	struct monitor *mon;
+	FILE *out;
+	unsigned int *cpu;  /* what x and `info cpus` mean; `cpu N` sets it */
 };
 
 /* Run a QMP command; on error print its description and return NULL. */
-static json_t *run(struct monitor *mon, FILE *out, const char *name, json_t *args)
+static json_t *run(struct hmp *h, const char *name, json_t *args)
 {
-	json_t *reply = monitor_execute(mon, name, args);
+	json_t *reply = monitor_execute(h->mon, name, args);
 	json_t *ret = json_incref(json_object_get(reply, "return"));
 
 	if (!ret) {
 		const char *desc = json_string_value(json_object_get(json_object_get(reply, "error"), "desc"));
 
-		fprintf(out, "Error: %s\n", desc ? desc : "the command failed");
+		fprintf(h->out, "Error: %s\n", desc ? desc : "the command failed");
 	}
 	json_decref(reply);
 	json_decref(args);
 	return ret;
 }
 
-static void info_status(struct monitor *mon, FILE *out)
+static void info_status(struct hmp *h)
 {
-	json_t *ret = run(mon, out, "query-status", NULL);
+	json_t *ret = run(h, "query-status", NULL);
 
 	if (ret)
-		fprintf(out, "VM status: %s\n", json_string_value(json_object_get(ret, "status")));
+		fprintf(h->out, "VM status: %s\n", json_string_value(json_object_get(ret, "status")));
 	json_decref(ret);
 }
 
-static void info_balloon(struct monitor *mon, FILE *out)
+static void info_balloon(struct hmp *h)
 {
-	json_t *ret = run(mon, out, "query-balloon", NULL);
+	json_t *ret = run(h, "query-balloon", NULL);
 
 	if (!ret)
 		return;
-	fprintf(out, "balloon: actual=%lld", (long long)(json_integer_value(json_object_get(ret, "actual")) / (json_int_t)MIB));
+	fprintf(h->out, "balloon: actual=%lld", (long long)(json_integer_value(json_object_get(ret, "actual")) / (json_int_t)MIB));
 	for (unsigned int tag = 0; monitor_balloon_stat_name(tag); tag++) {
 		json_t *v = json_object_get(ret, monitor_balloon_stat_name(tag));
 
 		if (v)
-			fprintf(out, " %s=%lld", monitor_balloon_stat_name(tag), (long long)json_integer_value(v));
+			fprintf(h->out, " %s=%lld", monitor_balloon_stat_name(tag), (long long)json_integer_value(v));
 	}
-	fputc('\n', out);
+	fputc('\n', h->out);
 	json_decref(ret);
 }
 
@@ -64,106 +66,105 @@ static void format_mac(char out[18], const uint8_t mac[6])
 	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 }
 
-static void info_network(struct monitor *mon, FILE *out)
+static void info_network(struct hmp *h)
 {
-	struct monitor_machine *m = monitor_describe(mon);
+	struct monitor_machine *m = monitor_describe(h->mon);
 
 	for (unsigned int i = 0; m && i < m->nr_nics; i++) {
 		const struct monitor_nic *n = &m->nics[i];
 		char mac[18];
 
 		format_mac(mac, n->mac);
-		fprintf(out, "%s: index=%u,type=nic,model=%s,macaddr=%s,queues=%u\n \\ hostnet%u: index=%u,%s\n", n->name,
+		fprintf(h->out, "%s: index=%u,type=nic,model=%s,macaddr=%s,queues=%u\n \\ hostnet%u: index=%u,%s\n", n->name,
 			i, n->model, mac, n->queues, i, i, n->backend);
 	}
 	if (m && !m->nr_nics)
-		fputs("no network devices\n", out);
+		fputs("no network devices\n", h->out);
 	free(m);
 }
 
-static void info_block(struct monitor *mon, FILE *out)
+static void info_block(struct hmp *h)
 {
-	struct monitor_machine *m = monitor_describe(mon);
+	struct monitor_machine *m = monitor_describe(h->mon);
 
 	for (unsigned int i = 0; m && i < m->nr_disks; i++) {
 		const struct monitor_disk *d = &m->disks[i];
 
-		fprintf(out, "%s: %s (%s%s), %llu MiB\n", d->name, d->path, d->vhost_user ? "vhost-user" : "raw",
+		fprintf(h->out, "%s: %s (%s%s), %llu MiB\n", d->name, d->path, d->vhost_user ? "vhost-user" : "raw",
 			d->read_only ? ", read-only" : "", (unsigned long long)(d->size / MIB));
 	}
 	if (m && !m->nr_disks)
-		fputs("no block devices\n", out);
+		fputs("no block devices\n", h->out);
 	free(m);
 }
 
-static void info_virtio(struct monitor *mon, FILE *out)
+static void info_virtio(struct hmp *h)
 {
 	static const char *const status_bits[] = { "acknowledge", "driver", "driver-ok", "features-ok",
 						   NULL, NULL, "needs-reset", "failed" };
-	struct monitor_machine *m = monitor_describe(mon);
+	struct monitor_machine *m = monitor_describe(h->mon);
 
 	for (unsigned int i = 0; m && i < m->nr_virtio; i++) {
 		const struct monitor_virtio *v = &m->virtio[i];
 
-		fprintf(out, "%s at 00:%02x.0: status 0x%02x (", v->name, v->slot, v->status);
+		fprintf(h->out, "%s at 00:%02x.0: status 0x%02x (", v->name, v->slot, v->status);
 		for (unsigned int b = 0, first = 1; b < 8; b++)
 			if ((v->status & (1U << b)) && status_bits[b]) {
-				fprintf(out, "%s%s", first ? "" : " ", status_bits[b]);
+				fprintf(h->out, "%s%s", first ? "" : " ", status_bits[b]);
 				first = 0;
 			}
-		fprintf(out, "), features 0x%016llx, %u queues enabled\n", (unsigned long long)v->features, v->queues);
+		fprintf(h->out, "), features 0x%016llx, %u queues enabled\n", (unsigned long long)v->features, v->queues);
 	}
 	if (m && !m->nr_virtio)
-		fputs("no virtio devices\n", out);
+		fputs("no virtio devices\n", h->out);
 	free(m);
 }
 
-static void info_cpus(struct monitor *mon, FILE *out)
+static void info_cpus(struct hmp *h)
 {
-	struct monitor_machine *m = monitor_describe(mon);
+	struct monitor_machine *m = monitor_describe(h->mon);
 
 	for (unsigned int i = 0; m && i < m->nr_cpus; i++)
-		fprintf(out, "%c CPU #%u: thread_id=%d\n", i ? ' ' : '*', m->cpus[i].index, m->cpus[i].thread_id);
+		fprintf(h->out, "%c CPU #%u: thread_id=%d\n", i == *h->cpu ? '*' : ' ', m->cpus[i].index, m->cpus[i].thread_id);
 	free(m);
 }
 
 /* In QEMU's layout, so that what people grep for in its output works here. */
-static void info_registers(struct monitor *mon, FILE *out)
+static void info_registers(struct hmp *h)
 {
 	static const char *const names[16] = { "RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "RSP",
 						"R8 ", "R9 ", "R10", "R11", "R12", "R13", "R14", "R15" };
 	void *ctx;
-	const struct monitor_machine_ops *ops = monitor_ops(mon, &ctx);
+	const struct monitor_machine_ops *ops = monitor_ops(h->mon, &ctx);
 	struct monitor_registers r;
 	unsigned int cpu;
 	int err = 0;
 
 	for (cpu = 0; ops->registers && !(err = ops->registers(ctx, cpu, &r)); cpu++) {
-		fprintf(out, "CPU#%u%s\n", cpu, r.halted ? " (halted)" : "");
+		fprintf(h->out, "CPU#%u%s\n", cpu, r.halted ? " (halted)" : "");
 		for (unsigned int i = 0; i < 16; i++)
-			fprintf(out, "%s=%016llx%c", names[i], (unsigned long long)r.gpr[i], i % 4 == 3 ? '\n' : ' ');
-		fprintf(out, "RIP=%016llx RFL=%08llx CPL=%u\n", (unsigned long long)r.rip,
+			fprintf(h->out, "%s=%016llx%c", names[i], (unsigned long long)r.gpr[i], i % 4 == 3 ? '\n' : ' ');
+		fprintf(h->out, "RIP=%016llx RFL=%08llx CPL=%u\n", (unsigned long long)r.rip,
 			(unsigned long long)r.rflags, r.cs & 3);
-		fprintf(out, "CS =%04x SS =%04x\n", r.cs, r.ss);
-		fprintf(out, "CR0=%08llx CR2=%016llx CR3=%016llx CR4=%08llx\n", (unsigned long long)r.cr0,
+		fprintf(h->out, "CS =%04x SS =%04x\n", r.cs, r.ss);
+		fprintf(h->out, "CR0=%08llx CR2=%016llx CR3=%016llx CR4=%08llx\n", (unsigned long long)r.cr0,
 			(unsigned long long)r.cr2, (unsigned long long)r.cr3, (unsigned long long)r.cr4);
-		fprintf(out, "EFER=%016llx LSTAR=%016llx\n", (unsigned long long)r.efer, (unsigned long long)r.lstar);
+		fprintf(h->out, "EFER=%016llx LSTAR=%016llx\n", (unsigned long long)r.efer, (unsigned long long)r.lstar);
 	}
 	if (!ops->registers || (err != -ENOENT))
-		fprintf(out, "info registers: %s\n", ops->registers ? strerror(-err) : "not supported");
+		fprintf(h->out, "info registers: %s\n", ops->registers ? strerror(-err) : "not supported");
 	else if (cpu == 0)
-		fputs("no vCPUs\n", out);
+		fputs("no vCPUs\n", h->out);
 }
 
-static void info_version(struct monitor *mon, FILE *out)
+static void info_version(struct hmp *h)
 {
-	(void)mon;
-	fputs(KVIO_VERSION " (kvio " KVIO_VERSION ")\n", out);
+	fputs(KVIO_VERSION " (kvio " KVIO_VERSION ")\n", h->out);
 }
 
 static const struct {
 	const char *name;
-	void (*show)(struct monitor *mon, FILE *out);
+	void (*show)(struct hmp *h);
 	const char *help;
 } infos[] = {
 	{ "status", info_status, "the VM's run state" },
@@ -178,120 +179,332 @@ static const struct {
 
 #define NR_INFOS (sizeof(infos) / sizeof(infos[0]))
 
-static void cmd_info(struct monitor *mon, FILE *out, const char *arg)
+static void cmd_info(struct hmp *h, const char *arg)
 {
 	for (size_t i = 0; arg && i < NR_INFOS; i++) {
 		if (!strcmp(arg, infos[i].name)) {
-			infos[i].show(mon, out);
+			infos[i].show(h);
 			return;
 		}
 	}
 	if (arg)
-		fprintf(out, "info: unknown item '%s'\n", arg);
+		fprintf(h->out, "info: unknown item '%s'\n", arg);
 	for (size_t i = 0; i < NR_INFOS; i++)
-		fprintf(out, "info %-9s -- %s\n", infos[i].name, infos[i].help);
+		fprintf(h->out, "info %-9s -- %s\n", infos[i].name, infos[i].help);
 }
 
 /* balloon N: the guest's target size in MiB, as QEMU's human monitor takes it. */
-static void cmd_balloon(struct monitor *mon, FILE *out, const char *arg)
+static void cmd_balloon(struct hmp *h, const char *arg)
 {
 	unsigned long long mib;
 	char *end;
 	json_t *ret;
 
 	if (!arg) {
-		fputs("balloon: missing the target size in MiB\n", out);
+		fputs("balloon: missing the target size in MiB\n", h->out);
 		return;
 	}
 	errno = 0;
 	mib = strtoull(arg, &end, 10);
 	if (errno || end == arg || *end || !isdigit((unsigned char)*arg) || mib == 0 || mib > (1ULL << 40)) {
-		fprintf(out, "balloon: '%s' is not a size in MiB\n", arg);
+		fprintf(h->out, "balloon: '%s' is not a size in MiB\n", arg);
 		return;
 	}
-	ret = run(mon, out, "balloon", json_pack("{s:I}", "value", (json_int_t)(mib * MIB)));
+	ret = run(h, "balloon", json_pack("{s:I}", "value", (json_int_t)(mib * MIB)));
 	json_decref(ret);
 }
 
-static void simple(struct monitor *mon, FILE *out, const char *qmp_name)
+static void simple(struct hmp *h, const char *qmp_name)
 {
-	json_decref(run(mon, out, qmp_name, NULL));
+	json_decref(run(h, qmp_name, NULL));
 }
 
-static void cmd_help(struct monitor *mon, FILE *out, const char *arg);
+/* cpu N: the vCPU x reads through, as in QEMU. */
+static void cmd_cpu(struct hmp *h, const char *arg)
+{
+	struct monitor_machine *m = monitor_describe(h->mon);
+	unsigned long n = 0;
+	char *end = NULL;
+
+	if (arg && isdigit((unsigned char)*arg)) {
+		errno = 0;
+		n = strtoul(arg, &end, 10);
+	}
+	if (!m || !end || errno || *end || n >= m->nr_cpus)
+		fprintf(h->out, "cpu: invalid CPU index '%s'\n", arg ? arg : "");
+	else
+		*h->cpu = (unsigned int)n;
+	free(m);
+}
+
+/* x and xp, QEMU's memory dumps: /[COUNT][FORMAT][SIZE] ADDR. */
+#define DUMP_MAX_BYTES (64 * 1024)
+
+struct dump_format {
+	unsigned long count;
+	char format;        /* x (hex), d, u (decimal) or c (characters) */
+	unsigned int size;  /* bytes per unit: b 1, h 2, w 4, g 8 */
+};
+
+static int parse_dump_format(const char *s, struct dump_format *f)
+{
+	static const char sizes[] = "bhwg";
+	char *end;
+
+	*f = (struct dump_format){ .count = 1, .format = 'x', .size = 4 };
+	if (isdigit((unsigned char)*s)) {
+		errno = 0;
+		f->count = strtoul(s, &end, 10);
+		if (errno || !f->count || f->count > DUMP_MAX_BYTES)
+			return -1;
+		s = end;
+	}
+	for (; *s; s++) {
+		if (strchr("xduc", *s))
+			f->format = *s;
+		else if (strchr(sizes, *s))
+			f->size = 1U << (strchr(sizes, *s) - sizes);
+		else
+			return -1;
+	}
+	if (f->format == 'c')
+		f->size = 1;
+	return f->count * f->size > DUMP_MAX_BYTES ? -1 : 0;
+}
+
+/* A number (0x for hex, as C reads it) or one of the current vCPU's
+ * registers: QEMU's names ($esp or $sp for RSP, $pc for RIP, $r8...) or
+ * the 64-bit ones ($rsp). */
+static int parse_dump_address(struct hmp *h, const char *s, uint64_t *addr)
+{
+	static const struct {
+		const char *names;  /* '|'-separated */
+		int gpr;            /* index in monitor_registers.gpr; -1 for RIP */
+	} regs[] = {
+		{ "rax|eax", 0 }, { "rbx|ebx", 1 }, { "rcx|ecx", 2 }, { "rdx|edx", 3 },
+		{ "rsi|esi", 4 }, { "rdi|edi", 5 }, { "rbp|ebp", 6 }, { "rsp|esp|sp", 7 },
+		{ "r8", 8 }, { "r9", 9 }, { "r10", 10 }, { "r11", 11 },
+		{ "r12", 12 }, { "r13", 13 }, { "r14", 14 }, { "r15", 15 }, { "rip|eip|pc", -1 },
+	};
+	void *ctx;
+	const struct monitor_machine_ops *ops = monitor_ops(h->mon, &ctx);
+	struct monitor_registers r;
+	char *end;
+
+	if (*s == '$') {
+		size_t n = strlen(s + 1);
+
+		for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++) {
+			for (const char *name = regs[i].names; *name; name += strcspn(name, "|"), name += *name == '|') {
+				if (strcspn(name, "|") != n || strncmp(name, s + 1, n))
+					continue;
+				if (!ops->registers || ops->registers(ctx, *h->cpu, &r))
+					return -1;
+				*addr = regs[i].gpr < 0 ? r.rip : r.gpr[regs[i].gpr];
+				return 0;
+			}
+		}
+		return -1;
+	}
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	*addr = strtoull(s, &end, 0);
+	return errno || *end ? -1 : 0;
+}
+
+/* One unit as QEMU prints it (d is signed here; QEMU shows units below 8
+ * bytes unsigned under d too). */
+static void print_unit(FILE *out, char format, unsigned int size, uint64_t v)
+{
+	unsigned int bits = size * 8;
+	int digits = (int)(bits * 10 + 32) / 33;
+
+	switch (format) {
+	case 'x':
+		fprintf(out, " 0x%0*llx", (int)size * 2, (unsigned long long)v);
+		break;
+	case 'u':
+		fprintf(out, " %*llu", digits, (unsigned long long)v);
+		break;
+	case 'd':
+		if (bits < 64 && (v >> (bits - 1)) & 1)
+			v |= ~0ULL << bits;
+		fprintf(out, " %*lld", digits, (long long)v);
+		break;
+	default:  /* 'c' */
+		if (v == '\'' || v == '\\')
+			fprintf(out, " '\\%c'", (char)v);
+		else if (v == '\n' || v == '\r')
+			fprintf(out, " '\\%c'", v == '\n' ? 'n' : 'r');
+		else if (v >= 32 && v <= 126)
+			fprintf(out, " '%c'", (char)v);
+		else
+			fprintf(out, " '\\x%02x'", (unsigned int)v);
+	}
+}
+
+/* Read the whole range in one go (one pause of the vCPUs, so one moment of
+ * the guest), then print it 8 bytes a line for bytes and 16 for the rest, as
+ * QEMU does, up to the line where readable memory ends. */
+static void print_dump(struct hmp *h, bool virt, uint64_t addr, const struct dump_format *f)
+{
+	void *ctx;
+	const struct monitor_machine_ops *ops = monitor_ops(h->mon, &ctx);
+	uint64_t len = f->count * f->size, line_len = f->size == 1 ? 8 : 16;
+	uint8_t *data = malloc(len);
+	ssize_t got = data ? ops->read_memory(ctx, *h->cpu, addr, virt, data, len) : -ENOMEM;
+
+	for (uint64_t at = 0; at < len; at += line_len) {
+		uint64_t n = len - at < line_len ? len - at : line_len;
+
+		fprintf(h->out, "%016llx:", (unsigned long long)(addr + at));
+		if (got < 0 || (uint64_t)got < at + n) {
+			fputs(" Cannot access memory\n", h->out);
+			break;
+		}
+		for (uint64_t i = at; i < at + n; i += f->size) {
+			uint64_t v = 0;
+
+			for (unsigned int b = 0; b < f->size; b++)
+				v |= (uint64_t)data[i + b] << (8 * b);
+			print_unit(h->out, f->format, f->size, v);
+		}
+		fputc('\n', h->out);
+	}
+	free(data);
+}
+
+static void dump(struct hmp *h, const char *name, bool virt, const char *arg)
+{
+	void *ctx;
+	const struct monitor_machine_ops *ops = monitor_ops(h->mon, &ctx);
+	char *copy = strdup(arg ? arg : ""), *save = NULL, *fmt, *where;
+	struct dump_format f = { .count = 1, .format = 'x', .size = 4 };
+	uint64_t addr;
+
+	if (!copy) {
+		fprintf(h->out, "%s: out of memory\n", name);
+		return;
+	}
+	fmt = strtok_r(copy, " \t", &save);
+	where = fmt && fmt[0] == '/' ? strtok_r(NULL, " \t", &save) : fmt;
+	if (!ops->read_memory)
+		fprintf(h->out, "%s: not supported\n", name);
+	else if (fmt && fmt[0] == '/' && parse_dump_format(fmt + 1, &f))
+		fprintf(h->out, "%s: '%s' is not a format: /[COUNT][x|d|u|c][b|h|w|g], at most %u bytes\n", name, fmt,
+			DUMP_MAX_BYTES);
+	else if (!where || parse_dump_address(h, where, &addr))
+		fprintf(h->out, "%s: '%s' is not an address: a number or a register ($rsp)\n", name,
+			where ? where : "");
+	else if (addr + (f.count * f.size - 1) < addr)
+		fprintf(h->out, "%s: %lu bytes at '%s' run past the end of the address space\n", name,
+			f.count * f.size, where);
+	else
+		print_dump(h, virt, addr, &f);
+	free(copy);
+}
+
+static void cmd_x(struct hmp *h, const char *arg)
+{
+	dump(h, "x", true, arg);
+}
+
+static void cmd_xp(struct hmp *h, const char *arg)
+{
+	dump(h, "xp", false, arg);
+}
+
+static void cmd_help(struct hmp *h, const char *arg);
 
 static const struct {
 	const char *name, *alias;
 	const char *qmp;  /* a QMP command without arguments, or NULL */
-	void (*run)(struct monitor *mon, FILE *out, const char *arg);
+	void (*run)(struct hmp *h, const char *arg);
+	unsigned int max_words;  /* in arg */
 	const char *help;
 } hmp_commands[] = {
-	{ "info", NULL, NULL, cmd_info, "info ITEM -- show status, balloon, network, block, virtio, cpus, registers, version" },
-	{ "balloon", NULL, NULL, cmd_balloon, "balloon MiB -- ask the guest to shrink or grow to MiB of RAM" },
-	{ "stop", "s", "stop", NULL, "stop -- pause the vCPUs and the device I/O threads" },
-	{ "cont", "c", "cont", NULL, "cont -- resume the VM" },
-	{ "system_powerdown", NULL, "system_powerdown", NULL, "system_powerdown -- ask the guest to power off" },
-	{ "system_reset", NULL, "system_reset", NULL, "system_reset -- reset the machine (kvio then exits, as QEMU -no-reboot)" },
-	{ "quit", "q", "quit", NULL, "quit -- end kvio now" },
-	{ "help", "?", NULL, cmd_help, "help -- this list" },
+	{ "info", NULL, NULL, cmd_info, 1, "info ITEM -- show status, balloon, network, block, virtio, cpus, registers, version" },
+	{ "balloon", NULL, NULL, cmd_balloon, 1, "balloon MiB -- ask the guest to shrink or grow to MiB of RAM" },
+	{ "x", NULL, NULL, cmd_x, 2, "x /FMT ADDR -- guest memory at a virtual address of the current vCPU: FMT is "
+				     "[COUNT][x|d|u|c][b|h|w|g], ADDR a number or $REG" },
+	{ "xp", NULL, NULL, cmd_xp, 2, "xp /FMT ADDR -- guest memory at a physical address" },
+	{ "cpu", NULL, NULL, cmd_cpu, 1, "cpu N -- make vCPU N the current one (for x)" },
+	{ "stop", "s", "stop", NULL, 0, "stop -- pause the vCPUs and the device I/O threads" },
+	{ "cont", "c", "cont", NULL, 0, "cont -- resume the VM" },
+	{ "system_powerdown", NULL, "system_powerdown", NULL, 0, "system_powerdown -- ask the guest to power off" },
+	{ "system_reset", NULL, "system_reset", NULL, 0, "system_reset -- reset the machine (kvio then exits, as QEMU -no-reboot)" },
+	{ "quit", "q", "quit", NULL, 0, "quit -- end kvio now" },
+	{ "help", "?", NULL, cmd_help, 1, "help -- this list" },
 };
 
 #define NR_HMP_COMMANDS (sizeof(hmp_commands) / sizeof(hmp_commands[0]))
 
-static void cmd_help(struct monitor *mon, FILE *out, const char *arg)
+static void cmd_help(struct hmp *h, const char *arg)
 {
-	(void)mon, (void)arg;
+	(void)arg;
 	for (size_t i = 0; i < NR_HMP_COMMANDS; i++)
-		fprintf(out, "%s\n", hmp_commands[i].help);
+		fprintf(h->out, "%s\n", hmp_commands[i].help);
 }
 
-/* Split line into at most two words, in place; more is an error. */
-static int split(char *line, char **cmd, char **arg)
+/* The number of blank-separated words in s. */
+static unsigned int count_words(const char *s)
 {
-	char *extra;
+	unsigned int n = 0;
 
-	*cmd = strtok_r(line, " \t\r\n", &extra);
-	*arg = *cmd ? strtok_r(NULL, " \t\r\n", &extra) : NULL;
-	return *arg && strtok_r(NULL, " \t\r\n", &extra) ? -1 : 0;
+	while (*(s += strspn(s, " \t\r\n"))) {
+		n++;
+		s += strcspn(s, " \t\r\n");
+	}
+	return n;
 }
 
-char *hmp_execute(struct monitor *mon, const char *line)
+char *hmp_execute(struct monitor *mon, const char *line, unsigned int *cpu)
 {
-	char *copy = strdup(line ? line : ""), *cmd, *arg, *buf = NULL;
-	size_t len = 0;
-	FILE *out = open_memstream(&buf, &len);
-	size_t i;
+	size_t line_len = strlen(line ? line : ""), len = 0, i;
+	char *copy = malloc(line_len + 2), *cmd, *arg, *end, *buf = NULL;  /* room to split x/4gx */
+	struct hmp h = { .mon = mon, .out = open_memstream(&buf, &len), .cpu = cpu };
 
-	if (!copy || !out) {
+	if (copy)
+		memcpy(copy, line ? line : "", line_len + 1);
+
+	if (!copy || !h.out) {
 		free(copy);
-		if (out)
-			fclose(out);
+		if (h.out)
+			fclose(h.out);
 		free(buf);
 		return NULL;
 	}
-	if (split(copy, &cmd, &arg)) {
-		fprintf(out, "%s: too many arguments\n", cmd);
-		goto done;
+	/* The command's name, then the rest of the line with its ends trimmed.
+	 * A name also ends at '/', so that x/4gx reads as x /4gx, as in QEMU. */
+	cmd = copy + strspn(copy, " \t\r\n");
+	arg = cmd + strcspn(cmd, " \t\r\n/");
+	if (*arg == '/') {
+		memmove(arg + 1, arg, strlen(arg) + 1);
+		*arg++ = '\0';
+	} else if (*arg) {
+		*arg++ = '\0';
 	}
-	if (!cmd)
+	arg += strspn(arg, " \t\r\n");
+	for (end = arg + strlen(arg); end > arg && strchr(" \t\r\n", end[-1]); end--)
+		end[-1] = '\0';
+	if (!*cmd)
 		goto done;
 	for (i = 0; i < NR_HMP_COMMANDS; i++)
 		if (!strcmp(cmd, hmp_commands[i].name) || (hmp_commands[i].alias && !strcmp(cmd, hmp_commands[i].alias)))
 			break;
-	if (i == NR_HMP_COMMANDS) {
-		fprintf(out, "unknown command: '%s' (try 'help')\n", cmd);
-		goto done;
-	}
-	if (hmp_commands[i].qmp) {
-		if (arg)
-			fprintf(out, "%s: takes no argument\n", hmp_commands[i].name);
-		else
-			simple(mon, out, hmp_commands[i].qmp);
-	} else {
-		hmp_commands[i].run(mon, out, arg);
-	}
+	if (i == NR_HMP_COMMANDS)
+		fprintf(h.out, "unknown command: '%s' (try 'help')\n", cmd);
+	else if (hmp_commands[i].qmp && *arg)
+		fprintf(h.out, "%s: takes no argument\n", hmp_commands[i].name);
+	else if (count_words(arg) > hmp_commands[i].max_words)
+		fprintf(h.out, "%s: too many arguments\n", cmd);
+	else if (hmp_commands[i].qmp)
+		simple(&h, hmp_commands[i].qmp);
+	else
+		hmp_commands[i].run(&h, *arg ? arg : NULL);
 done:
-	fclose(out);
+	fclose(h.out);
 	free(copy);
 	return buf;
 }

@@ -42,6 +42,7 @@ struct monitor {
 	const struct monitor_machine_ops *ops;
 	void *ctx;
 	pthread_mutex_t command_lock;  /* one command at a time (recursive) */
+	unsigned int hmp_cpu;          /* the console's `cpu N`; under command_lock */
 	struct event_loop *loop;
 	struct event_handler listener;
 	struct event_handler events_ready;  /* an eventfd: events were queued */
@@ -161,7 +162,12 @@ json_t *monitor_execute(struct monitor *mon, const char *name, json_t *args)
 
 char *monitor_human(struct monitor *mon, const char *line)
 {
-	return hmp_execute(mon, line);
+	char *out;
+
+	pthread_mutex_lock(&mon->command_lock);
+	out = hmp_execute(mon, line, &mon->hmp_cpu);
+	pthread_mutex_unlock(&mon->command_lock);
+	return out;
 }
 
 /* --- events --- */

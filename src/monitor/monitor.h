@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/event_loop.h"
 
@@ -112,6 +113,12 @@ struct monitor_machine_ops {
 	/* vCPU cpu's registers, read while it is parked between two exits;
 	 * -ENOENT past the last vCPU, or another -errno. */
 	int (*registers)(void *ctx, unsigned int cpu, struct monitor_registers *out);
+	/* Copy up to len bytes of guest memory at addr, a guest-physical
+	 * address or (virt) a virtual one that vCPU cpu's page tables, as they
+	 * are now, translate; all in one pause of the vCPUs. Returns how many
+	 * bytes it copied before the first one no RAM backs, or -ENOENT past
+	 * the last vCPU (or another -errno). */
+	ssize_t (*read_memory)(void *ctx, unsigned int cpu, uint64_t addr, bool virt, void *buf, size_t len);
 };
 
 struct monitor;
@@ -168,8 +175,10 @@ const struct monitor_machine_ops *monitor_ops(struct monitor *mon, void **ctx);
 /* The machine as it is now (malloc'd; NULL if out of memory). */
 struct monitor_machine *monitor_describe(struct monitor *mon);
 
-/* Human commands: parse line, run it through QMP commands, format the answer. */
-char *hmp_execute(struct monitor *mon, const char *line);
+/* Human commands: parse line, run it through QMP commands, format the answer.
+ * *cpu is the vCPU that x and `info cpus` mean, and that `cpu N` changes:
+ * the console keeps its own, human-monitor-command starts from cpu-index. */
+char *hmp_execute(struct monitor *mon, const char *line, unsigned int *cpu);
 
 /* One QMP connection's protocol state, independent of sockets (the fuzz
  * target and unit tests drive it with bytes). Output goes to write(). */

@@ -75,10 +75,35 @@ static int fake_balloon_query(void *ctx, struct monitor_balloon *b)
 	return guest_bytes % 3 ? 0 : -ENODEV;
 }
 
+static int fake_registers(void *ctx, unsigned int cpu, struct monitor_registers *r)
+{
+	(void)ctx;
+	if (cpu >= 1)
+		return -ENOENT;
+	*r = (struct monitor_registers){ .rip = 0xffffffff81000000ULL, .gpr = { [7] = 0xfff00 } };
+	return 0;
+}
+
+/* The first MiB is RAM at both kinds of address. */
+static ssize_t fake_read_memory(void *ctx, unsigned int cpu, uint64_t addr, bool virt, void *buf, size_t len)
+{
+	(void)ctx, (void)virt;
+	if (len == 0 || len > 64 * 1024)
+		abort();  /* x asks for 1 to 64 KiB */
+	if (cpu >= 1)
+		return -ENOENT;
+	if (addr >= (1U << 20))
+		return 0;
+	if (len > (1U << 20) - addr)
+		len = (1U << 20) - addr;
+	memset(buf, (int)(addr & 0xff), len);
+	return (ssize_t)len;
+}
+
 static const struct monitor_machine_ops fake_ops = {
 	.run_state = fake_run_state, .stop = fake_stop, .cont = fake_cont, .powerdown = fake_nothing,
 	.reset = fake_nothing, .quit = fake_nothing, .describe = fake_describe, .balloon_set = fake_balloon_set,
-	.balloon_query = fake_balloon_query,
+	.balloon_query = fake_balloon_query, .registers = fake_registers, .read_memory = fake_read_memory,
 };
 
 struct output {

@@ -25,38 +25,11 @@ dump_threads() {
 	for child in $(pgrep -P "$1"); do dump_threads "$child"; done
 }
 
-# guest_registers SOCKET: `info registers` through kvio's monitor, three
-# times a second apart, each RIP then named by resolve-rip: where a hung
-# guest's vCPUs are.
+# guest_registers SOCKET: where a hung guest's vCPUs are, through kvio's
+# monitor (tests/guest/guest-state: registers, RIPs named, stack, and the
+# frame an interrupt saved, with its interrupt flag).
 guest_registers() {
-	local regs rip lstar
-	regs=$(query_registers "$1")
-	echo "$regs"
-	echo "$regs" | awk '/^RIP=/ { rip = substr($1, 5) } /LSTAR=/ { sub(/.*LSTAR=/, ""); print rip, $0 }' |
-		while read -r rip lstar; do
-			echo "RIP $rip: $(tests/guest/resolve-rip "$rip" "$lstar" 2>&1)"
-		done
-}
-
-query_registers() {
-	timeout -k 5 60 python3 - "$1" <<-'PY'
-	import json, socket, sys, time
-	s = socket.socket(socket.AF_UNIX)
-	s.connect(sys.argv[1])
-	f = s.makefile("rw")
-	f.readline()
-	def execute(name, args=None):
-	    f.write(json.dumps({"execute": name, "arguments": args or {}}) + "\n")
-	    f.flush()
-	    while True:
-	        reply = json.loads(f.readline())
-	        if "event" not in reply:
-	            return reply
-	execute("qmp_capabilities")
-	for _ in range(3):
-	    print(execute("human-monitor-command", {"command-line": "info registers"}).get("return", ""), end="")
-	    time.sleep(1)
-	PY
+	timeout -k 5 90 tests/guest/guest-state "$1"
 }
 
 # kernel_log: the end of the kernel's log, where a task blocked in the kernel

@@ -124,10 +124,32 @@ static int fake_registers(void *ctx, unsigned int cpu, struct monitor_registers 
 	return 0;
 }
 
+/* 64 bytes of RAM at guest-physical 0x1000, byte i holding 0xc0 + i (so the
+ * sign shows in decimal); vCPU 0 maps it at 0xffff888000001000, vCPU 1 nowhere. */
+#define FAKE_RAM_GPA 0x1000ULL
+#define FAKE_RAM_VA 0xffff888000001000ULL
+
+static ssize_t fake_read_memory(void *ctx, unsigned int cpu, uint64_t addr, bool virt, void *buf, size_t len)
+{
+	uint8_t *dst = buf;
+	size_t done;
+
+	(void)ctx;
+	if (cpu >= 2)
+		return -ENOENT;
+	if (virt && (cpu != 0 || addr < FAKE_RAM_VA))
+		return 0;
+	if (virt)
+		addr -= FAKE_RAM_VA - FAKE_RAM_GPA;
+	for (done = 0; done < len && addr + done >= FAKE_RAM_GPA && addr + done < FAKE_RAM_GPA + 64; done++)
+		dst[done] = (uint8_t)(0xc0 + addr + done - FAKE_RAM_GPA);
+	return (ssize_t)done;
+}
+
 static const struct monitor_machine_ops fake_ops = {
 	.run_state = fake_run_state, .stop = fake_stop, .cont = fake_cont, .powerdown = fake_powerdown,
 	.reset = fake_reset, .quit = fake_quit, .describe = fake_describe, .balloon_set = fake_balloon_set,
-	.balloon_query = fake_balloon_query, .registers = fake_registers,
+	.balloon_query = fake_balloon_query, .registers = fake_registers, .read_memory = fake_read_memory,
 };
 
 /* A session whose output is collected, one JSON value per line. */
@@ -473,6 +495,19 @@ static void test_machine_commands(void **state)
 	r = ask(h, "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"info status\"}}");
 	assert_string_equal(json_string_value(json_object_get(r, "return")), "VM status: running\n");
 	json_decref(r);
+	/* cpu-index picks the vCPU x reads through, for that one line. */
+	r = ask(h, "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": "
+		   "\"x /1bx 0xffff888000001000\", \"cpu-index\": 1}}");
+	assert_string_equal(json_string_value(json_object_get(r, "return")), "ffff888000001000: Cannot access memory\n");
+	json_decref(r);
+	r = ask(h, "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": "
+		   "\"x /1bx 0xffff888000001000\"}}");
+	assert_string_equal(json_string_value(json_object_get(r, "return")), "ffff888000001000: 0xc0\n");
+	json_decref(r);
+	r = ask(h, "{\"execute\": \"human-monitor-command\", \"arguments\": {\"command-line\": \"info cpus\", "
+		   "\"cpu-index\": 2}}");
+	assert_string_equal(error_desc(r), "Parameter 'cpu-index' expects a CPU number");
+	json_decref(r);
 	r = ask(h, "{\"execute\": \"human-monitor-command\"}");
 	assert_string_equal(error_desc(r), "Parameter 'command-line' is missing");
 	json_decref(r);
@@ -517,6 +552,37 @@ static void test_human_commands(void **state)
 	expect_human(h, "info registers", "CPU#1 (halted)\n");
 	expect_human(h, "info registers", "LSTAR=ffffffff81e00000\n");
 	expect_human(h, "info", "info balloon");
+	/* x and xp: QEMU's layout, 16 bytes a line (8 for bytes), little-endian units. */
+	expect_human(h, "xp /2gx 0x1000", "0000000000001000: 0xc7c6c5c4c3c2c1c0 0xcfcecdcccbcac9c8\n");
+	expect_human(h, "xp /10bx 4096", "0000000000001000: 0xc0 0xc1 0xc2 0xc3 0xc4 0xc5 0xc6 0xc7\n"
+					 "0000000000001008: 0xc8 0xc9\n");
+	expect_human(h, "xp 0x1004", "0000000000001004: 0xc7c6c5c4\n");
+	expect_human(h, "xp /2hd 0x1000", "0000000000001000: -15936 -15422\n");
+	expect_human(h, "x/2hu 0xffff888000001000", "ffff888000001000: 49600 50114\n");
+	expect_human(h, "xp /1bu 0x1000", "0000000000001000: 192\n");
+	expect_human(h, "xp /2c 0x1000", "0000000000001000: '\\xc0' '\\xc1'\n");
+	expect_human(h, "x /1gx 0xffff888000001038", "ffff888000001038: 0xfffefdfcfbfaf9f8\n");
+	expect_human(h, "x /3gx 0xffff888000001030", "ffff888000001030: 0xf7f6f5f4f3f2f1f0 0xfffefdfcfbfaf9f8\n"
+						    "ffff888000001040: Cannot access memory\n");
+	expect_human(h, "x /1wx 0x1000", "0000000000001000: Cannot access memory\n");
+	/* $reg: vCPU 0's R13 is 0x0d, past the RAM; vCPU 1 maps nothing virtual. */
+	expect_human(h, "x /1bx $r13", "000000000000000d: Cannot access memory");
+	expect_human(h, "x /1gx $sp", "0000000000000007: Cannot access memory");
+	expect_human(h, "x /1bx $pc", "ffffffff81000000: Cannot access memory");
+	expect_human(h, "xp /2gx 0xfffffffffffffff8", "16 bytes at '0xfffffffffffffff8' run past the end");
+	expect_human(h, "cpu 1", "");
+	expect_human(h, "info cpus", "* CPU #1");
+	expect_human(h, "x /1bx 0xffff888000001000", "Cannot access memory");
+	expect_human(h, "cpu 2", "invalid CPU index '2'");
+	expect_human(h, "cpu 0", "");
+	expect_human(h, "x /1bx 0xffff888000001000", "ffff888000001000: 0xc0\n");
+	expect_human(h, "x /4q 0x1000", "'/4q' is not a format");
+	expect_human(h, "x /0x 0x1000", "'/0x' is not a format");
+	expect_human(h, "x /99999gx 0x1000", "'/99999gx' is not a format");
+	expect_human(h, "x /4x 0x1000zz", "'0x1000zz' is not an address");
+	expect_human(h, "x /4x $nope", "'$nope' is not an address");
+	expect_human(h, "x /4x", "'' is not an address");
+	expect_human(h, "x /4x 0x1000 more", "too many arguments");
 	expect_human(h, "info nothing", "unknown item 'nothing'");
 	expect_human(h, "frobnicate", "unknown command: 'frobnicate'");
 	expect_human(h, "info status extra", "too many arguments");
