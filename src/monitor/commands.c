@@ -277,16 +277,11 @@ static json_t *cmd_human_monitor_command(struct monitor *mon, json_t *args, json
 	json_t *ret;
 
 	if (cpu_index) {
-		struct monitor_machine *m = monitor_describe(mon);
-		json_int_t want = json_integer_value(cpu_index);
-		bool valid = m && want >= 0 && want < m->nr_cpus;
-
-		free(m);
-		if (!valid) {
+		if (!monitor_has_cpu(mon, json_integer_value(cpu_index))) {
 			*error = monitor_error("GenericError", "Parameter 'cpu-index' expects a CPU number");
 			return NULL;
 		}
-		cpu = (unsigned int)want;
+		cpu = (unsigned int)json_integer_value(cpu_index);
 	}
 	out = hmp_execute(mon, line, &cpu);
 	ret = json_string(out ? out : "");

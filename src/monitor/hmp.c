@@ -3,12 +3,14 @@
  * machine's ops (registers, memory), and printed the way QEMU's monitor does. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "monitor/monitor.h"
+#include "util/bytes.h"
 
 #define MIB (1024ULL * 1024)
 
@@ -222,7 +224,6 @@ static void simple(struct hmp *h, const char *qmp_name)
 /* cpu N: the vCPU x reads through, as in QEMU. */
 static void cmd_cpu(struct hmp *h, const char *arg)
 {
-	struct monitor_machine *m = monitor_describe(h->mon);
 	unsigned long n = 0;
 	char *end = NULL;
 
@@ -230,11 +231,10 @@ static void cmd_cpu(struct hmp *h, const char *arg)
 		errno = 0;
 		n = strtoul(arg, &end, 10);
 	}
-	if (!m || !end || errno || *end || n >= m->nr_cpus)
+	if (!end || errno || *end || n > UINT_MAX || !monitor_has_cpu(h->mon, (long long)n))
 		fprintf(h->out, "cpu: invalid CPU index '%s'\n", arg ? arg : "");
 	else
 		*h->cpu = (unsigned int)n;
-	free(m);
 }
 
 /* x and xp, QEMU's memory dumps: /[COUNT][FORMAT][SIZE] ADDR. */
@@ -347,6 +347,21 @@ static void print_unit(FILE *out, char format, unsigned int size, uint64_t v)
 /* Read the whole range in one go (one pause of the vCPUs, so one moment of
  * the guest), then print it 8 bytes a line for bytes and 16 for the rest, as
  * QEMU does, up to the line where readable memory ends. */
+/* A guest's unit of size bytes, little-endian as x86 stores it. */
+static uint64_t load_unit(const uint8_t *p, unsigned int size)
+{
+	switch (size) {
+	case 1:
+		return *p;
+	case 2:
+		return get_le16(p);
+	case 4:
+		return get_le32(p);
+	default:
+		return get_le64(p);
+	}
+}
+
 static void print_dump(struct hmp *h, bool virt, uint64_t addr, const struct dump_format *f)
 {
 	void *ctx;
@@ -363,13 +378,8 @@ static void print_dump(struct hmp *h, bool virt, uint64_t addr, const struct dum
 			fputs(" Cannot access memory\n", h->out);
 			break;
 		}
-		for (uint64_t i = at; i < at + n; i += f->size) {
-			uint64_t v = 0;
-
-			for (unsigned int b = 0; b < f->size; b++)
-				v |= (uint64_t)data[i + b] << (8 * b);
-			print_unit(h->out, f->format, f->size, v);
-		}
+		for (uint64_t i = at; i < at + n; i += f->size)
+			print_unit(h->out, f->format, f->size, load_unit(data + i, f->size));
 		fputc('\n', h->out);
 	}
 	free(data);

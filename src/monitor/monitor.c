@@ -71,6 +71,15 @@ struct monitor_machine *monitor_describe(struct monitor *mon)
 	return m;
 }
 
+bool monitor_has_cpu(struct monitor *mon, long long cpu)
+{
+	struct monitor_machine *m = monitor_describe(mon);
+	bool has = m && cpu >= 0 && cpu < m->nr_cpus;
+
+	free(m);
+	return has;
+}
+
 json_t *monitor_error(const char *class, const char *fmt, ...)
 {
 	char desc[512];

@@ -174,6 +174,8 @@ const char *monitor_balloon_stat_name(unsigned int tag);
 const struct monitor_machine_ops *monitor_ops(struct monitor *mon, void **ctx);
 /* The machine as it is now (malloc'd; NULL if out of memory). */
 struct monitor_machine *monitor_describe(struct monitor *mon);
+/* Whether cpu is the index of one of the machine's vCPUs. */
+bool monitor_has_cpu(struct monitor *mon, long long cpu);
 
 /* Human commands: parse line, run it through QMP commands, format the answer.
  * *cpu is the vCPU that x and `info cpus` mean, and that `cpu N` changes:
