@@ -16,6 +16,9 @@
 /* The 32-bit PCI MMIO window the DSDT hands to the guest's PCI core. */
 #define PCI_MMIO32_START GUEST_PCI_HOLE_START
 #define PCI_MMIO32_END 0xFEBFFFFFULL
+/* Where kvio puts I/O BARs, inside the DSDT's port window: above the legacy
+ * ISA range, where SeaBIOS puts them too. */
+#define PCI_IO_START 0xC000
 
 /* Write the tables into guest memory; returns 0 and the RSDP's address. */
 int acpi_build_tables(const struct guest_mem *mem, unsigned int nr_cpus, uint64_t *rsdp_addr);

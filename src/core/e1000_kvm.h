@@ -12,10 +12,6 @@
 #include "hw/pci.h"
 #include "util/io_thread.h"
 
-/* Where I/O BARs start when nothing else claims ports: above the legacy ISA
- * range, where SeaBIOS puts them too. */
-#define E1000_KVM_IO_START 0xC000
-
 struct e1000_kvm {
 	struct vm *vm;
 	struct e1000 *nic;

@@ -111,6 +111,21 @@ int vm_add_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, int fd)
 	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioeventfd) < 0 ? -errno : 0;
 }
 
+int vm_add_port_ioeventfd(struct vm *vm, uint16_t port, unsigned int len, uint64_t value, int fd)
+{
+	struct kvm_ioeventfd ioeventfd = {
+		.datamatch = value, .addr = port, .len = len, .fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
+
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioeventfd) < 0 ? -errno : 0;
+}
+
+bool vm_ioeventfd_any_length(struct vm *vm)
+{
+	return ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
+}
+
 void irq_destroy(struct vm *vm)
 {
 	if (vm->irq_routes) {

@@ -21,7 +21,12 @@ int irq_set_msi_route(struct vm *vm, unsigned int gsi, uint64_t addr, uint32_t d
 void irq_shared_line_set(struct vm *vm, unsigned int gsi, bool asserted);
 /* Writes to fd inject gsi without leaving the kernel (KVM_IRQFD). */
 int irq_add_irqfd(struct vm *vm, int fd, unsigned int gsi);
-/* Guest writes of len bytes at MMIO addr signal fd instead of exiting (KVM_IOEVENTFD). */
+/* Guest writes of len bytes at MMIO addr signal fd instead of exiting
+ * (KVM_IOEVENTFD); len 0 matches writes of any length. */
 int vm_add_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, int fd);
+/* The same for len-byte writes of value to I/O port port. */
+int vm_add_port_ioeventfd(struct vm *vm, uint16_t port, unsigned int len, uint64_t value, int fd);
+/* Whether KVM takes ioeventfds of length 0 (KVM_CAP_IOEVENTFD_ANY_LENGTH). */
+bool vm_ioeventfd_any_length(struct vm *vm);
 
 #endif

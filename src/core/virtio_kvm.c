@@ -19,7 +19,16 @@ static int kick_bind(void *ctx, uint64_t addr, int fd)
 {
 	struct virtio_kvm_device *dev = ctx;
 
-	return vm_add_ioeventfd(dev->vm, addr, NOTIFY_WRITE_LEN, fd);
+	/* Any length also puts addr on KVM's fast MMIO bus, where Intel's KVM
+	 * takes the write without decoding the instruction. */
+	return vm_add_ioeventfd(dev->vm, addr, vm_ioeventfd_any_length(dev->vm) ? 0 : NOTIFY_WRITE_LEN, fd);
+}
+
+static int kick_bind_port(void *ctx, uint16_t port, uint16_t queue, int fd)
+{
+	struct virtio_kvm_device *dev = ctx;
+
+	return vm_add_port_ioeventfd(dev->vm, port, NOTIFY_WRITE_LEN, queue, fd);
 }
 
 static int msi_route(void *ctx, unsigned int vector, uint64_t addr, uint32_t data, int fd)
@@ -107,9 +116,11 @@ static int assign_io_threads(struct virtio_kvm_device *dev, struct io_pool *pool
 }
 
 struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_pool *pool,
-					 uint64_t *next_bar, struct virtio_dev *vdev,
+					 uint64_t *next_bar, uint16_t *next_io_port, struct virtio_dev *vdev,
 					 void (*destroy)(struct virtio_dev *vdev))
 {
+	/* I/O BARs are naturally aligned too. */
+	uint32_t port = (*next_io_port + VIRTIO_PCI_NOTIFY_PORT_SIZE - 1) & ~(VIRTIO_PCI_NOTIFY_PORT_SIZE - 1U);
 	struct virtio_kvm_device *dev = calloc(1, sizeof(*dev));
 	const char *name = vdev->ops->name, *what = "out of memory";
 	int err;
@@ -121,21 +132,26 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	dev->vm = vm;
 	dev->vdev = vdev;
 	dev->destroy = destroy;
-	dev->hooks = (struct virtio_pci_hooks){ .kick_bind = kick_bind, .msi_route = msi_route,
-					     .intx_set = intx_set, .kick_watch = kick_watch, .ctx = dev };
+	dev->hooks = (struct virtio_pci_hooks){ .kick_bind = kick_bind, .kick_bind_port = kick_bind_port,
+					     .msi_route = msi_route, .intx_set = intx_set, .kick_watch = kick_watch,
+					     .ctx = dev };
 	dev->gsi_base = irq_alloc_msi_gsis(vm, VIRTIO_PCI_MSIX_VECTORS);
 	what = "no interrupt routes left";
 	if (dev->gsi_base < 0)
 		goto fail_dev;
+	what = "no I/O ports left for its notify register";
+	if (port + VIRTIO_PCI_NOTIFY_PORT_SIZE > 0x10000)
+		goto fail_dev;
 	what = "cannot set up the transport (ioeventfd)";
-	err = virtio_pci_init(&dev->vp, vdev, &vm->mem, *next_bar, &dev->hooks);
+	err = virtio_pci_init(&dev->vp, vdev, &vm->mem, *next_bar, (uint16_t)port, &dev->hooks);
 	if (err)
 		goto fail_dev;
 	what = "cannot start its I/O threads";
 	if (assign_io_threads(dev, pool))
 		goto fail_transport;
-	what = "cannot map its BAR";
-	if (iobus_register(&vm->mmio, *next_bar, VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, &dev->vp))
+	what = "cannot map its BARs";
+	if (iobus_register(&vm->mmio, *next_bar, VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, &dev->vp) ||
+	    iobus_register(&vm->pio, port, VIRTIO_PCI_NOTIFY_PORT_SIZE, &virtio_pci_notify_port_ops, &dev->vp))
 		goto fail_transport;
 	what = "no free PCI slot";
 	if (pci_bus_add(bus, &dev->vp.pci) < 0)
@@ -143,6 +159,7 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	/* Kept apart from the interrupt line register, which the guest may overwrite. */
 	dev->intx_gsi = dev->vp.pci.config[PCI_INTERRUPT_LINE];
 	*next_bar += VIRTIO_PCI_BAR_SIZE;
+	*next_io_port = (uint16_t)(port + VIRTIO_PCI_NOTIFY_PORT_SIZE);
 	for (unsigned int q = 0; q < vdev->ops->num_queues; q++) {
 		dev->kicks[q] = (struct virtio_kvm_kick){
 			.handler = { .fd = dev->vp.queues[q].kick_fd, .ready = kick_ready }, .vp = &dev->vp, .queue = q,

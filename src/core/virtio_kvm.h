@@ -1,5 +1,5 @@
-/* Virtio devices plugged into the VM: a PCI slot, a BAR on the MMIO bus,
- * kicks by ioeventfd and interrupts by irqfd, queue work on I/O threads. */
+/* Virtio devices plugged into the VM: a PCI slot, BARs on the MMIO and port
+ * buses, kicks by ioeventfd and interrupts by irqfd, queue work on I/O threads. */
 #ifndef KVIO_CORE_VIRTIO_KVM_H
 #define KVIO_CORE_VIRTIO_KVM_H
 
@@ -35,10 +35,11 @@ struct virtio_kvm_device {
 	unsigned int nr_events;
 };
 
-/* Plug vdev in at the next free slot and BAR address, its queue groups on
- * threads of pool; on failure vdev is destroyed. */
+/* Plug vdev in at the next free slot, BAR address and I/O port (both
+ * advanced past what it took), its queue groups on threads of pool; on
+ * failure vdev is destroyed. */
 struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_pool *pool,
-					 uint64_t *next_bar, struct virtio_dev *vdev,
+					 uint64_t *next_bar, uint16_t *next_io_port, struct virtio_dev *vdev,
 					 void (*destroy)(struct virtio_dev *vdev));
 /* At teardown, before the I/O threads go: no device thread calls into the transport after this. */
 void virtio_kvm_quiesce(struct virtio_kvm_device *dev);

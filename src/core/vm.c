@@ -337,7 +337,7 @@ static int add_virtio(struct vm *vm, struct machine *m, struct virtio_dev *vdev,
 		destroy(vdev);
 		return -1;
 	}
-	m->virtio[m->nr_virtio] = virtio_kvm_add(vm, &m->pci, &m->io, &m->next_bar, vdev, destroy);
+	m->virtio[m->nr_virtio] = virtio_kvm_add(vm, &m->pci, &m->io, &m->next_bar, &m->next_io_port, vdev, destroy);
 	if (!m->virtio[m->nr_virtio])
 		return -1;
 	m->nr_virtio++;
@@ -488,7 +488,7 @@ static int setup_machine(struct vm *vm, const struct vm_config *cfg, struct mach
 	acpi_pm_init(&m->pm, poweroff_requested, vm);
 	pci_bus_init(&m->pci);
 	m->next_bar = PCI_MMIO32_START;
-	m->next_io_port = E1000_KVM_IO_START;
+	m->next_io_port = PCI_IO_START;
 	if (!io_pool_add(&m->io, "kvio-io"))
 		return -1;
 

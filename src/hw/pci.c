@@ -43,9 +43,11 @@ int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, 
 {
 	unsigned int offset = PCI_BASE_ADDRESS_0 + bar * 4;
 	uint64_t mask = ~(size - 1);
-	uint32_t flags;
+	uint32_t flags, low_bits = type == PCI_BAR_IO ? 0x3U : 0xFU;  /* the BAR's type bits, not address */
 
-	if (bar >= PCI_BARS || (type == PCI_BAR_MEM64 && bar + 1 >= PCI_BARS) || size < 16 || (size & (size - 1)))
+	/* I/O BARs may be as small as 4 bytes, memory BARs 16 (PCI 3.0 6.2.5.1). */
+	if (bar >= PCI_BARS || (type == PCI_BAR_MEM64 && bar + 1 >= PCI_BARS) || size < low_bits + 1 ||
+	    (size & (size - 1)))
 		return -EINVAL;
 	switch (type) {
 	case PCI_BAR_IO:
@@ -60,7 +62,7 @@ int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, 
 		break;
 	}
 	put32(&dev->config[offset], flags);
-	put32(&dev->wmask[offset], (uint32_t)mask & ~0xFU);
+	put32(&dev->wmask[offset], (uint32_t)mask & ~low_bits);
 	return 0;
 }
 
@@ -82,7 +84,8 @@ bool pci_device_bar(const struct pci_device *dev, unsigned int bar, struct pci_b
 		high_mask = (uint64_t)get_le32(&dev->wmask[offset + 4]) << 32;
 		high = (uint64_t)get_le32(&dev->config[offset + 4]) << 32;
 	}
-	info->size = ~(high_mask | mask | 0xFULL) + 1;
+	/* The bits the guest cannot set, less the type bits, are the size's. */
+	info->size = (~(high_mask | mask) | (info->io ? 0x3ULL : 0xFULL)) + 1;
 	info->address = high | (value & (info->io ? ~0x3U : ~0xFU));
 	return true;
 }

@@ -71,7 +71,8 @@ int pci_bus_add(struct pci_bus *bus, struct pci_device *dev);
 
 void pci_device_init(struct pci_device *dev, const char *name, uint16_t vendor, uint16_t device,
 		     uint32_t class_code);
-/* Declare BAR bar of size bytes (a power of two); MEM64 takes two BAR slots. */
+/* Declare BAR bar of size bytes (a power of two, at least 4 for I/O and 16
+ * for memory); MEM64 takes two BAR slots. */
 int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, enum pci_bar_type type);
 
 struct pci_bar_info {

@@ -1,5 +1,5 @@
 /* virtio-pci modern transport: configuration space with the virtio vendor
- * capabilities and MSI-X, and BAR 0's registers. Runs on vCPU threads for
+ * capabilities and MSI-X, BAR 0's registers and BAR 2's notify port. Runs on vCPU threads for
  * register accesses and on the queues' I/O threads for kicks; device.h says
  * which lock covers what. */
 #include "virtio/pci.h"
@@ -22,6 +22,7 @@
 #define CAP_ISR 0x78
 #define CAP_DEVICE 0x88
 #define CAP_PCI_CFG 0x98  /* the config-space window onto BAR 0 (4.1.4.8) */
+#define CAP_NOTIFY_PORT 0xB0
 #define PCI_CFG_DATA (CAP_PCI_CFG + sizeof(struct virtio_pci_cap))
 #define MSIX_ENTRY_SIZE 16
 #define MSIX_CONTROL_MASKED 1U
@@ -52,12 +53,12 @@ static uint32_t class_for(uint16_t type)
 	}
 }
 
-static void put_cap(struct virtio_pci *vp, unsigned int at, unsigned int next, uint8_t cfg_type, uint32_t offset,
-		    uint32_t length, unsigned int cap_len)
+static void put_cap(struct virtio_pci *vp, unsigned int at, unsigned int next, uint8_t cfg_type, uint8_t bar,
+		    uint32_t offset, uint32_t length, unsigned int cap_len)
 {
 	struct virtio_pci_cap cap = {
 		.cap_vndr = PCI_CAP_ID_VNDR, .cap_next = (uint8_t)next, .cap_len = (uint8_t)cap_len,
-		.cfg_type = cfg_type, .bar = 0, .offset = htole32(offset), .length = htole32(length),
+		.cfg_type = cfg_type, .bar = bar, .offset = htole32(offset), .length = htole32(length),
 	};
 
 	memcpy(&vp->pci.config[at], &cap, sizeof(cap));
@@ -159,17 +160,21 @@ static void build_config_space(struct virtio_pci *vp)
 	memcpy(&pci->config[CAP_MSIX + PCI_MSIX_TABLE], &table, 4);
 	memcpy(&pci->config[CAP_MSIX + PCI_MSIX_PBA], &pba, 4);
 
-	put_cap(vp, CAP_COMMON, CAP_NOTIFY, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFFSET,
-		VIRTIO_PCI_COMMON_SIZE, sizeof(struct virtio_pci_cap));
-	put_cap(vp, CAP_NOTIFY, CAP_ISR, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFFSET,
+	/* The port's notify structure first: drivers take the first one they can use. */
+	put_cap(vp, CAP_COMMON, vp->notify_port ? CAP_NOTIFY_PORT : CAP_NOTIFY, VIRTIO_PCI_CAP_COMMON_CFG, 0,
+		VIRTIO_PCI_COMMON_OFFSET, VIRTIO_PCI_COMMON_SIZE, sizeof(struct virtio_pci_cap));
+	if (vp->notify_port)  /* multiplier 0: every queue writes the same register */
+		put_cap(vp, CAP_NOTIFY_PORT, CAP_NOTIFY, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_PORT_BAR, 0, 2,
+			sizeof(struct virtio_pci_notify_cap));
+	put_cap(vp, CAP_NOTIFY, CAP_ISR, VIRTIO_PCI_CAP_NOTIFY_CFG, 0, VIRTIO_PCI_NOTIFY_OFFSET,
 		VIRTIO_PCI_NOTIFY_MULTIPLIER * VIRTIO_MAX_QUEUES, sizeof(struct virtio_pci_notify_cap));
 	memcpy(&pci->config[CAP_NOTIFY + sizeof(struct virtio_pci_cap)], &multiplier, 4);
-	put_cap(vp, CAP_ISR, CAP_DEVICE, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFFSET, VIRTIO_PCI_ISR_SIZE,
+	put_cap(vp, CAP_ISR, CAP_DEVICE, VIRTIO_PCI_CAP_ISR_CFG, 0, VIRTIO_PCI_ISR_OFFSET, VIRTIO_PCI_ISR_SIZE,
 		sizeof(struct virtio_pci_cap));
-	put_cap(vp, CAP_DEVICE, CAP_PCI_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET,
+	put_cap(vp, CAP_DEVICE, CAP_PCI_CFG, VIRTIO_PCI_CAP_DEVICE_CFG, 0, VIRTIO_PCI_DEVICE_OFFSET,
 		VIRTIO_PCI_DEVICE_SIZE, sizeof(struct virtio_pci_cap));
 	/* The driver picks bar, offset and length, then reads or writes the data. */
-	put_cap(vp, CAP_PCI_CFG, 0, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, sizeof(struct virtio_pci_cfg_cap));
+	put_cap(vp, CAP_PCI_CFG, 0, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 0, sizeof(struct virtio_pci_cfg_cap));
 	pci->wmask[CAP_PCI_CFG + offsetof(struct virtio_pci_cap, bar)] = 0xFF;
 	memset(&pci->wmask[CAP_PCI_CFG + offsetof(struct virtio_pci_cap, offset)], 0xFF, 8);
 	memset(&pci->wmask[PCI_CFG_DATA], 0xFF, 4);
@@ -181,6 +186,13 @@ static void build_config_space(struct virtio_pci *vp)
 	pci->config[PCI_BASE_ADDRESS_0] = (uint8_t)(vp->bar_addr | PCI_BASE_ADDRESS_MEM_TYPE_64);
 	for (unsigned int i = 1; i < 8; i++)
 		pci->config[PCI_BASE_ADDRESS_0 + i] = (uint8_t)(vp->bar_addr >> (8 * i));
+	if (vp->notify_port) {
+		unsigned int bar2 = PCI_BASE_ADDRESS_0 + 4 * VIRTIO_PCI_NOTIFY_PORT_BAR;
+
+		pci_device_add_bar(pci, VIRTIO_PCI_NOTIFY_PORT_BAR, VIRTIO_PCI_NOTIFY_PORT_SIZE, PCI_BAR_IO);
+		pci->config[bar2] = (uint8_t)(vp->notify_port | PCI_BASE_ADDRESS_SPACE_IO);
+		pci->config[bar2 + 1] = (uint8_t)(vp->notify_port >> 8);
+	}
 }
 
 static uint16_t msix_control(const struct virtio_pci *vp)
@@ -374,7 +386,7 @@ static bool groups_valid(const struct virtio_dev *vdev)
 }
 
 int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct guest_mem *mem,
-		    uint64_t bar_addr, const struct virtio_pci_hooks *hooks)
+		    uint64_t bar_addr, uint16_t notify_port, const struct virtio_pci_hooks *hooks)
 {
 	const struct virtio_device_ops *ops = vdev->ops;
 	int err;
@@ -385,7 +397,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 	for (unsigned int i = 0; i < VIRTIO_PCI_MSIX_VECTORS; i++)
 		vp->msix[i].fd = -1;
 	if (ops->num_queues == 0 || ops->num_queues > VIRTIO_MAX_QUEUES || ops->config_size > VIRTIO_PCI_DEVICE_SIZE ||
-	    !groups_valid(vdev))
+	    !groups_valid(vdev) || notify_port % VIRTIO_PCI_NOTIFY_PORT_SIZE)
 		return -EINVAL;
 	if (vdev->nr_groups == 0)
 		vdev->nr_groups = 1;
@@ -396,6 +408,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 	vp->mem = mem;
 	vp->hooks = hooks;
 	vp->bar_addr = bar_addr;
+	vp->notify_port = notify_port;
 	vdev->transport = vp;
 	vdev->used_notify = used_notify;
 	vdev->set_needs_reset = set_needs_reset;
@@ -419,6 +432,9 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *vdev, const struct
 		if (vp->queues[q].kick_fd < 0)
 			goto fail;
 		if (hooks && hooks->kick_bind && hooks->kick_bind(hooks->ctx, notify, vp->queues[q].kick_fd))
+			goto fail;
+		if (notify_port && hooks && hooks->kick_bind_port &&
+		    hooks->kick_bind_port(hooks->ctx, notify_port, (uint16_t)q, vp->queues[q].kick_fd))
 			goto fail;
 	}
 	return 0;
@@ -780,6 +796,38 @@ static void bar_write(void *opaque, uint64_t off, uint64_t value, unsigned int s
 }
 
 const struct iobus_ops virtio_pci_bar_ops = { .read = bar_read, .write = bar_write };
+
+/* BAR 2 counts only while I/O decoding is on and the BAR is where we put it. */
+static bool notify_port_active(struct virtio_pci *vp)
+{
+	uint32_t bar;
+	uint16_t command;
+
+	memcpy(&command, &vp->pci.config[PCI_COMMAND], 2);
+	memcpy(&bar, &vp->pci.config[PCI_BASE_ADDRESS_0 + 4 * VIRTIO_PCI_NOTIFY_PORT_BAR], 4);
+	return (le16toh(command) & PCI_COMMAND_IO) && (le32toh(bar) & PCI_BASE_ADDRESS_IO_MASK) == vp->notify_port;
+}
+
+static uint64_t notify_port_read(void *opaque, uint64_t off, unsigned int size)
+{
+	(void)opaque, (void)off;
+	return ~0ULL >> (64 - 8 * size);  /* the register is write-only */
+}
+
+/* Only reached without an ioeventfd (tests, or a host without one). */
+static void notify_port_write(void *opaque, uint64_t off, uint64_t value, unsigned int size)
+{
+	struct virtio_pci *vp = opaque;
+	bool active;
+
+	pthread_mutex_lock(&vp->vdev->lock);
+	active = notify_port_active(vp);
+	pthread_mutex_unlock(&vp->vdev->lock);
+	if (active && off == 0 && size == 2)
+		kick(vp, (uint16_t)value);
+}
+
+const struct iobus_ops virtio_pci_notify_port_ops = { .read = notify_port_read, .write = notify_port_write };
 
 void virtio_pci_handle_kick(struct virtio_pci *vp, unsigned int q)
 {

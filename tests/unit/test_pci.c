@@ -70,6 +70,7 @@ static void test_empty_slots_and_disabled_reads(void **state)
 
 static void test_bar_sizing(void **state)
 {
+	struct pci_bar_info info;
 	struct pci_device dev;
 	int slot;
 
@@ -80,6 +81,10 @@ static void test_bar_sizing(void **state)
 	assert_int_equal(pci_device_add_bar(&dev, 2, 0x4000, PCI_BAR_MEM64), 0);
 	assert_int_equal(pci_device_add_bar(&dev, 5, 0x4000, PCI_BAR_MEM64), -EINVAL);
 	assert_int_equal(pci_device_add_bar(&dev, 4, 0x3000, PCI_BAR_MEM32), -EINVAL);
+	/* I/O BARs may be 4 bytes; memory BARs no less than 16. */
+	assert_int_equal(pci_device_add_bar(&dev, 4, 8, PCI_BAR_MEM32), -EINVAL);
+	assert_int_equal(pci_device_add_bar(&dev, 4, 2, PCI_BAR_IO), -EINVAL);
+	assert_int_equal(pci_device_add_bar(&dev, 4, 4, PCI_BAR_IO), 0);
 	slot = pci_bus_add(&bus, &dev);
 	assert_int_equal(slot, 1);
 
@@ -93,9 +98,21 @@ static void test_bar_sizing(void **state)
 	assert_int_equal(config_read((unsigned int)slot, PCI_BASE_ADDRESS_3, 4), 0xFFFFFFFF);
 	config_write((unsigned int)slot, PCI_BASE_ADDRESS_0, 0xC0001000, 4);
 	assert_int_equal(config_read((unsigned int)slot, PCI_BASE_ADDRESS_0, 4), 0xC0001000);
-	/* An unimplemented BAR stays zero. */
 	config_write((unsigned int)slot, PCI_BASE_ADDRESS_4, 0xFFFFFFFF, 4);
-	assert_int_equal(config_read((unsigned int)slot, PCI_BASE_ADDRESS_4, 4), 0);
+	assert_int_equal(config_read((unsigned int)slot, PCI_BASE_ADDRESS_4, 4), 0xFFFFFFFD);
+	config_write((unsigned int)slot, PCI_BASE_ADDRESS_4, 0xC004, 4);
+	assert_true(pci_device_bar(&dev, 4, &info));
+	assert_true(info.io);
+	assert_int_equal(info.address, 0xC004);
+	assert_int_equal(info.size, 4);
+	assert_true(pci_device_bar(&dev, 0, &info));
+	assert_int_equal(info.size, 0x1000);
+	assert_true(pci_device_bar(&dev, 2, &info));
+	assert_true(info.mem64);
+	assert_int_equal(info.size, 0x4000);
+	/* An unimplemented BAR stays zero. */
+	config_write((unsigned int)slot, PCI_BASE_ADDRESS_5, 0xFFFFFFFF, 4);
+	assert_int_equal(config_read((unsigned int)slot, PCI_BASE_ADDRESS_5, 4), 0);
 	/* Command register: only the defined bits stick. */
 	config_write((unsigned int)slot, PCI_COMMAND, 0xFFFF, 2);
 	assert_int_equal(config_read((unsigned int)slot, PCI_COMMAND, 2),

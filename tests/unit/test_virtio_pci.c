@@ -66,7 +66,7 @@ static uint16_t offer_writable(uint64_t gpa, uint32_t len)
 
 static void test_config_space_ids_and_caps(void **state)
 {
-	unsigned int cap, types = 0;
+	unsigned int cap, types = 0, notify_bars[2], notify_caps = 0;
 
 	(void)state;
 	assert_int_equal(pci_device_config_read(&d.vp.pci, PCI_VENDOR_ID, 2), 0x1AF4);
@@ -78,19 +78,77 @@ static void test_config_space_ids_and_caps(void **state)
 	     cap = pci_device_config_read(&d.vp.pci, cap + 1, 1)) {
 		if (pci_device_config_read(&d.vp.pci, cap, 1) == PCI_CAP_ID_VNDR) {
 			unsigned int type = pci_device_config_read(&d.vp.pci, cap + 3, 1);
+			unsigned int bar = pci_device_config_read(&d.vp.pci, cap + 4, 1);
 			uint32_t offset = pci_device_config_read(&d.vp.pci, cap + 8, 4);
 			uint32_t length = pci_device_config_read(&d.vp.pci, cap + 12, 4);
 
-			assert_int_equal(pci_device_config_read(&d.vp.pci, cap + 4, 1), 0);  /* BAR 0 */
-			assert_true(offset + length <= VIRTIO_PCI_BAR_SIZE);
+			if (type == VIRTIO_PCI_CAP_NOTIFY_CFG && notify_caps < 2)
+				notify_bars[notify_caps++] = bar;
+			if (bar == VIRTIO_PCI_NOTIFY_PORT_BAR) {
+				/* The port: one 16-bit register for every queue (multiplier 0). */
+				assert_int_equal(type, VIRTIO_PCI_CAP_NOTIFY_CFG);
+				assert_int_equal(offset, 0);
+				assert_int_equal(length, 2);
+				assert_int_equal(pci_device_config_read(&d.vp.pci, cap + 16, 4), 0);
+			} else {
+				assert_int_equal(bar, 0);
+				assert_true(offset + length <= VIRTIO_PCI_BAR_SIZE);
+			}
 			types |= 1U << type;
 		}
 	}
+	/* Two notify structures, the port's first: drivers take the first they can use. */
+	assert_int_equal(notify_caps, 2);
+	assert_int_equal(notify_bars[0], VIRTIO_PCI_NOTIFY_PORT_BAR);
+	assert_int_equal(notify_bars[1], 0);
 	assert_int_equal(types, (1U << VIRTIO_PCI_CAP_COMMON_CFG) | (1U << VIRTIO_PCI_CAP_NOTIFY_CFG) |
 					(1U << VIRTIO_PCI_CAP_ISR_CFG) | (1U << VIRTIO_PCI_CAP_DEVICE_CFG) |
 					(1U << VIRTIO_PCI_CAP_PCI_CFG));
-	/* 64-bit BAR at the assigned address. */
+	/* 64-bit BAR at the assigned address, and a 4-port I/O BAR 2. */
 	assert_int_equal(pci_device_config_read(&d.vp.pci, PCI_BASE_ADDRESS_0, 4), (uint32_t)VTD_BAR | 0x4);
+	assert_int_equal(pci_device_config_read(&d.vp.pci, PCI_BASE_ADDRESS_2, 4), VTD_NOTIFY_PORT | PCI_BASE_ADDRESS_SPACE_IO);
+	pci_device_config_write(&d.vp.pci, PCI_BASE_ADDRESS_2, 0xFFFFFFFF, 4);
+	assert_int_equal(pci_device_config_read(&d.vp.pci, PCI_BASE_ADDRESS_2, 4), 0xFFFFFFFD);
+}
+
+static bool kick_pending(unsigned int q)
+{
+	uint64_t count;
+
+	return read(d.vp.queues[q].kick_fd, &count, sizeof(count)) == sizeof(count);
+}
+
+/* BAR 2's port: the queue index written there kicks that queue, as the
+ * ioeventfd KVM binds would; nothing else does. */
+static void test_notify_port_kicks_the_written_queue(void **state)
+{
+	const struct iobus_ops *port = &virtio_pci_notify_port_ops;
+
+	(void)state;
+	start_rng();
+	while (kick_pending(0))
+		;
+	port->write(&d.vp, 0, 0, 2);
+	assert_true(kick_pending(0));
+	assert_false(kick_pending(0));
+	/* A queue the device does not have, a byte write, the other port pair. */
+	port->write(&d.vp, 0, 1, 2);
+	port->write(&d.vp, 0, 0xFFFF, 2);
+	port->write(&d.vp, 0, 0, 1);
+	port->write(&d.vp, 2, 0, 2);
+	assert_false(kick_pending(0));
+	assert_int_equal(port->read(&d.vp, 0, 2), 0xFFFF);
+	/* Ignored without I/O decoding, or once the guest moved the BAR. */
+	pci_device_config_write(&d.vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+	port->write(&d.vp, 0, 0, 2);
+	assert_false(kick_pending(0));
+	pci_device_config_write(&d.vp.pci, PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY, 2);
+	pci_device_config_write(&d.vp.pci, PCI_BASE_ADDRESS_2, 0xD000, 4);
+	port->write(&d.vp, 0, 0, 2);
+	assert_false(kick_pending(0));
+	pci_device_config_write(&d.vp.pci, PCI_BASE_ADDRESS_2, VTD_NOTIFY_PORT, 4);
+	port->write(&d.vp, 0, 0, 2);
+	assert_true(kick_pending(0));
 }
 
 static void test_feature_negotiation(void **state)
@@ -476,6 +534,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_config_space_ids_and_caps),
+		T(test_notify_port_kicks_the_written_queue),
 		T(test_feature_negotiation),
 		T(test_rng_fills_buffers_and_interrupts),
 		T(test_masked_vector_is_pending_until_unmasked),

@@ -37,9 +37,9 @@ static void start(struct vtd *d, struct virtio_dev *vdev)
 	d->next_data = VTD_DATA_START;
 	d->hooks = (struct virtio_pci_hooks){ .intx_set = record_intx, .msi_route = record_msi_route,
 					   .kick_watch = record_kick_watch, .ctx = d };
-	if (!d->ram || virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, &d->hooks))
+	if (!d->ram || virtio_pci_init(&d->vp, vdev, &d->mem, VTD_BAR, VTD_NOTIFY_PORT, &d->hooks))
 		abort();
-	pci_device_config_write(&d->vp.pci, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+	pci_device_config_write(&d->vp.pci, PCI_COMMAND, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
 	/* MSI-X on, as Linux enables it before touching the queues. */
 	pci_device_config_write(&d->vp.pci, 0x40 + PCI_MSIX_FLAGS, 0x8000, 2);
 }

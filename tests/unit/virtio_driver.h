@@ -10,6 +10,7 @@
 #include "virtio/pci.h"
 
 #define VTD_BAR 0xC0000000ULL
+#define VTD_NOTIFY_PORT 0xC000
 #define VTD_DATA_START 0x100000ULL   /* buffers are allocated from here up */
 
 struct vtd_buf {
