@@ -1,7 +1,7 @@
 /* virtio-pci modern transport: configuration space with the virtio vendor
- * capabilities and MSI-X, BAR 0's registers and BAR 2's notify port. Runs on vCPU threads for
- * register accesses and on the queues' I/O threads for kicks; device.h says
- * which lock covers what. */
+ * capabilities and MSI-X, BAR 0's registers and BAR 2's notify port. Runs on
+ * vCPU threads for register accesses and on the queues' I/O threads for
+ * kicks; device.h says which lock covers what. */
 #include "virtio/pci.h"
 
 #include <endian.h>
