@@ -114,17 +114,11 @@ static void coalesce_deferrable_writes(struct vm *vm, uint64_t bar)
 		log_info("e1000: every register write exits (KVM_REGISTER_COALESCED_MMIO: %s)", strerror(-err));
 }
 
-static uint64_t align_up(uint64_t v, uint64_t align)
-{
-	return (v + align - 1) & ~(align - 1);
-}
-
 struct e1000_kvm *e1000_kvm_add(struct vm *vm, struct pci_bus *bus, struct io_thread *io, uint64_t *next_bar,
 				uint16_t *next_io_port, struct net_backend *be, const uint8_t mac[6])
 {
-	/* PCI BARs are naturally aligned; Linux reassigns (and kvio loses) any that are not. */
-	uint64_t bar = align_up(*next_bar, E1000_MMIO_SIZE);
-	uint64_t port = next_io_port ? align_up(*next_io_port, E1000_IO_SIZE) : 0;
+	uint64_t bar = pci_bar_align(*next_bar, E1000_MMIO_SIZE);
+	uint64_t port = next_io_port ? pci_bar_align(*next_io_port, E1000_IO_SIZE) : 0;
 	struct e1000_kvm *dev = calloc(1, sizeof(*dev));
 	struct e1000_options opts = {
 		.mem = &vm->mem, .backend = be, .set_irq = intx_set, .now_ns = clock_now_ns, .arm_timer = timer_arm,

@@ -121,11 +121,6 @@ int vm_add_port_ioeventfd(struct vm *vm, uint16_t port, unsigned int len, uint64
 	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioeventfd) < 0 ? -errno : 0;
 }
 
-bool vm_ioeventfd_any_length(struct vm *vm)
-{
-	return ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
-}
-
 void irq_destroy(struct vm *vm)
 {
 	if (vm->irq_routes) {

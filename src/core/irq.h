@@ -26,7 +26,5 @@ int irq_add_irqfd(struct vm *vm, int fd, unsigned int gsi);
 int vm_add_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, int fd);
 /* The same for len-byte writes of value to I/O port port. */
 int vm_add_port_ioeventfd(struct vm *vm, uint16_t port, unsigned int len, uint64_t value, int fd);
-/* Whether KVM takes ioeventfds of length 0 (KVM_CAP_IOEVENTFD_ANY_LENGTH). */
-bool vm_ioeventfd_any_length(struct vm *vm);
 
 #endif

@@ -21,7 +21,7 @@ static int kick_bind(void *ctx, uint64_t addr, int fd)
 
 	/* Any length also puts addr on KVM's fast MMIO bus, where Intel's KVM
 	 * takes the write without decoding the instruction. */
-	return vm_add_ioeventfd(dev->vm, addr, vm_ioeventfd_any_length(dev->vm) ? 0 : NOTIFY_WRITE_LEN, fd);
+	return vm_add_ioeventfd(dev->vm, addr, dev->vm->ioeventfd_any_length ? 0 : NOTIFY_WRITE_LEN, fd);
 }
 
 static int kick_bind_port(void *ctx, uint16_t port, uint16_t queue, int fd)
@@ -119,8 +119,8 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 					 uint64_t *next_bar, uint16_t *next_io_port, struct virtio_dev *vdev,
 					 void (*destroy)(struct virtio_dev *vdev))
 {
-	/* I/O BARs are naturally aligned too. */
-	uint32_t port = (*next_io_port + VIRTIO_PCI_NOTIFY_PORT_SIZE - 1) & ~(VIRTIO_PCI_NOTIFY_PORT_SIZE - 1U);
+	uint64_t bar = pci_bar_align(*next_bar, VIRTIO_PCI_BAR_SIZE);
+	uint64_t port = pci_bar_align(*next_io_port, VIRTIO_PCI_NOTIFY_PORT_SIZE);
 	struct virtio_kvm_device *dev = calloc(1, sizeof(*dev));
 	const char *name = vdev->ops->name, *what = "out of memory";
 	int err;
@@ -143,14 +143,14 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 	if (port + VIRTIO_PCI_NOTIFY_PORT_SIZE > 0x10000)
 		goto fail_dev;
 	what = "cannot set up the transport (ioeventfd)";
-	err = virtio_pci_init(&dev->vp, vdev, &vm->mem, *next_bar, (uint16_t)port, &dev->hooks);
+	err = virtio_pci_init(&dev->vp, vdev, &vm->mem, bar, (uint16_t)port, &dev->hooks);
 	if (err)
 		goto fail_dev;
 	what = "cannot start its I/O threads";
 	if (assign_io_threads(dev, pool))
 		goto fail_transport;
 	what = "cannot map its BARs";
-	if (iobus_register(&vm->mmio, *next_bar, VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, &dev->vp) ||
+	if (iobus_register(&vm->mmio, bar, VIRTIO_PCI_BAR_SIZE, &virtio_pci_bar_ops, &dev->vp) ||
 	    iobus_register(&vm->pio, port, VIRTIO_PCI_NOTIFY_PORT_SIZE, &virtio_pci_notify_port_ops, &dev->vp))
 		goto fail_transport;
 	what = "no free PCI slot";
@@ -158,7 +158,7 @@ struct virtio_kvm_device *virtio_kvm_add(struct vm *vm, struct pci_bus *bus, str
 		goto fail_transport;
 	/* Kept apart from the interrupt line register, which the guest may overwrite. */
 	dev->intx_gsi = dev->vp.pci.config[PCI_INTERRUPT_LINE];
-	*next_bar += VIRTIO_PCI_BAR_SIZE;
+	*next_bar = bar + VIRTIO_PCI_BAR_SIZE;
 	*next_io_port = (uint16_t)(port + VIRTIO_PCI_NOTIFY_PORT_SIZE);
 	for (unsigned int q = 0; q < vdev->ops->num_queues; q++) {
 		dev->kicks[q] = (struct virtio_kvm_kick){

@@ -149,6 +149,7 @@ static int create_vm(struct vm *vm, uint64_t ram_size, bool shareable)
 	}
 	if (irq_init(vm))
 		return -1;
+	vm->ioeventfd_any_length = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH) > 0;
 	err = guest_mem_create(&vm->mem, ram_size, shareable);
 	if (err) {
 		log_error("--memory: cannot allocate %llu MiB of guest RAM: %s",

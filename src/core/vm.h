@@ -53,6 +53,7 @@ struct vm {
 	unsigned int coalesced_slots;
 	pthread_mutex_t coalesced_lock; /* one replay at a time, in ring order */
 	struct kvm_cpuid2 *supported_cpuid;
+	bool ioeventfd_any_length;      /* KVM_CAP_IOEVENTFD_ANY_LENGTH: ioeventfds of length 0 */
 	struct irq_routes *irq_routes;
 	_Atomic int stop_reason;
 	int stop_signal;

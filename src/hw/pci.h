@@ -75,6 +75,13 @@ void pci_device_init(struct pci_device *dev, const char *name, uint16_t vendor, 
  * for memory); MEM64 takes two BAR slots. */
 int pci_device_add_bar(struct pci_device *dev, unsigned int bar, uint64_t size, enum pci_bar_type type);
 
+/* Where a BAR of size bytes goes at or after next: BARs are naturally
+ * aligned, and Linux reassigns (and kvio loses) any that are not. */
+static inline uint64_t pci_bar_align(uint64_t next, uint64_t size)
+{
+	return (next + size - 1) & ~(size - 1);
+}
+
 struct pci_bar_info {
 	uint64_t address, size;
 	bool io, mem64;

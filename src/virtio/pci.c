@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "util/bytes.h"
 #include "util/log.h"
 
 #define CAP_MSIX 0x40
@@ -699,21 +700,31 @@ static void msix_write(struct virtio_pci *vp, uint64_t off, uint64_t value, unsi
 	}
 }
 
+static bool decoding(const struct virtio_pci *vp, uint16_t command_bit)
+{
+	return get_le16(&vp->pci.config[PCI_COMMAND]) & command_bit;
+}
+
+/* Whether the guest moved BAR bar from where kvio put it: kvio does not follow. */
+static bool bar_moved(const struct virtio_pci *vp, unsigned int bar, uint64_t where)
+{
+	struct pci_bar_info info;
+
+	return !pci_device_bar(&vp->pci, bar, &info) || info.address != where;
+}
+
 /* BAR 0 accesses count only while memory decoding is on and the BAR is where we put it. */
 static bool bar_active(struct virtio_pci *vp)
 {
-	uint64_t bar;
-	uint16_t command;
+	bool on = decoding(vp, PCI_COMMAND_MEMORY);
 
-	memcpy(&command, &vp->pci.config[PCI_COMMAND], 2);
-	memcpy(&bar, &vp->pci.config[PCI_BASE_ADDRESS_0], 8);
-	if ((bar & ~0xFULL) != vp->bar_addr) {
-		if (!vp->bar_moved_warned && (command & PCI_COMMAND_MEMORY))
+	if (bar_moved(vp, 0, vp->bar_addr)) {
+		if (on && !vp->bar_moved_warned)
 			log_warn("%s: guest moved BAR 0; kvio does not relocate BARs", vp->pci.name);
-		vp->bar_moved_warned = vp->bar_moved_warned || (command & PCI_COMMAND_MEMORY);
+		vp->bar_moved_warned = vp->bar_moved_warned || on;
 		return false;
 	}
-	return command & PCI_COMMAND_MEMORY;
+	return on;
 }
 
 static uint64_t registers_read(struct virtio_pci *vp, uint64_t off, unsigned int size, bool via_bar)
@@ -797,17 +808,6 @@ static void bar_write(void *opaque, uint64_t off, uint64_t value, unsigned int s
 
 const struct iobus_ops virtio_pci_bar_ops = { .read = bar_read, .write = bar_write };
 
-/* BAR 2 counts only while I/O decoding is on and the BAR is where we put it. */
-static bool notify_port_active(struct virtio_pci *vp)
-{
-	uint32_t bar;
-	uint16_t command;
-
-	memcpy(&command, &vp->pci.config[PCI_COMMAND], 2);
-	memcpy(&bar, &vp->pci.config[PCI_BASE_ADDRESS_0 + 4 * VIRTIO_PCI_NOTIFY_PORT_BAR], 4);
-	return (le16toh(command) & PCI_COMMAND_IO) && (le32toh(bar) & PCI_BASE_ADDRESS_IO_MASK) == vp->notify_port;
-}
-
 static uint64_t notify_port_read(void *opaque, uint64_t off, unsigned int size)
 {
 	(void)opaque, (void)off;
@@ -821,7 +821,8 @@ static void notify_port_write(void *opaque, uint64_t off, uint64_t value, unsign
 	bool active;
 
 	pthread_mutex_lock(&vp->vdev->lock);
-	active = notify_port_active(vp);
+	/* BAR 2 counts only while I/O decoding is on and the BAR is where we put it. */
+	active = decoding(vp, PCI_COMMAND_IO) && !bar_moved(vp, VIRTIO_PCI_NOTIFY_PORT_BAR, vp->notify_port);
 	pthread_mutex_unlock(&vp->vdev->lock);
 	if (active && off == 0 && size == 2)
 		kick(vp, (uint16_t)value);
