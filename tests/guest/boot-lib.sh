@@ -71,6 +71,30 @@ boot() {
 		echo "# $name: still running after $BOOT_TIMEOUT s; its threads then:"
 		sed 's/^/#   /' "$out/$name.threads"
 	fi
+	# The session stops here with the runner's "the testbed failed" status,
+	# and tests/guest/run-all runs it again from the start.
+	local why
+	if [ "$rc" -ne 0 ] && why=$(testbed_fault "$name"); then
+		grep -a -m1 -A16 'PANIC: ' "$out/$name" | sed 's/^/#   /'
+		echo "# $name: the testbed failed: $why; ending the session (exit 125)"
+		exit 125
+	fi
+}
+
+# testbed_fault NAME: the reason, if boot NAME's own state shows one of the
+# nested testbed's faults that no VMM can cause (README, Testbed): an
+# interrupt entered with the guest's interrupts off, a vCPU blind to its own
+# RAM (both from tests/guest/guest-state), or a double fault on the first
+# instruction of the syscall entry, where SYSCALL has just turned interrupts
+# off and the stack is still the user's.
+testbed_fault() {
+	local why
+	why=$(sed -n 's/^testbed fault: //p' "$out/$1.threads" 2>/dev/null | head -1)
+	if [ -z "$why" ] && grep -aq 'PANIC: double fault' "$out/$1" 2>/dev/null &&
+		grep -aq 'RIP: 0010:entry_SYSCALL_64+0x0/' "$out/$1"; then
+		why="a double fault at entry_SYSCALL_64+0x0"
+	fi
+	[ -n "$why" ] && echo "$why"
 }
 
 # kib_within FILE LOW_MIB HIGH_MIB: the guest's MemTotal is in [LOW, HIGH] MiB.
