@@ -31,7 +31,8 @@ FUZZ_FLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -I. -f
 FUZZ_LIB_SRCS := src/virtio/queue.c src/virtio/blk.c src/virtio/net.c src/virtio/balloon.c src/backend/block_file.c \
 	src/util/guest_mem.c src/util/iov.c src/util/log.c src/hw/e1000.c src/hw/i8042.c src/hw/pci.c src/vhost/vhost_user.c \
 	src/vhost/vhost_user_backend.c src/vhost/vhost_user_frontend.c src/util/csum.c tools/offload.c \
-	src/monitor/monitor.c src/monitor/qmp.c src/monitor/commands.c src/monitor/hmp.c src/util/event_loop.c
+	src/monitor/monitor.c src/monitor/qmp.c src/monitor/commands.c src/monitor/hmp.c src/util/event_loop.c \
+	src/backend/net_coalesce.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_SECONDS ?= 600

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/net_coalesce.h"
 #include "config.h"
 #include "util/event_loop.h"
 #include "util/iov.h"
@@ -89,6 +90,11 @@ struct net_user {
 	 * every frame slirp builds carries checksums it computed, so each goes
 	 * marked DATA_VALID and the guest's stack does not sum the data again. */
 	bool mark_valid;
+	/* The guest takes TSO frames (VIRTIO_NET_F_GUEST_TSO4): a TCP segment
+	 * that continues the last frame queued joins it (net_coalesce.h). Only
+	 * frames already waiting merge, so no frame waits longer for it. */
+	bool coalesce;
+	uint64_t rx_coalesced;  /* segments merged into the frame before them */
 
 	int rx_fd;
 	bool rx_signalled;     /* rx_fd's counter is nonzero */
@@ -151,12 +157,31 @@ static bool grow_frame(struct user_frame *f, size_t size)
 
 /* slirp callbacks: all run with lock held. */
 
+/* With lock held: merge frame into the last one queued, if it continues it. */
+static bool coalesce(struct net_user *u, const void *buf, size_t len)
+{
+	struct user_frame *last;
+	size_t merged;
+
+	if (!u->coalesce || !u->rx_count)
+		return false;
+	last = &u->rx[(u->rx_head + u->rx_count - 1) % USER_RX_SLOTS];
+	merged = net_coalesce_size(last->data, last->len, buf, len);
+	if (!merged || (merged > last->cap && !grow_frame(last, merged)))
+		return false;
+	last->len = net_coalesce_merge(last->data, last->len, buf, len);
+	u->rx_coalesced++;
+	return true;
+}
+
 static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
 {
 	struct net_user *u = opaque;
 	struct user_frame *f = &u->rx[(u->rx_head + u->rx_count) % USER_RX_SLOTS];
 	bool log_drop = false;
 
+	if (coalesce(u, buf, len))
+		return (ssize_t)len;
 	if (len > u->max_frame) {
 		u->rx_dropped_oversize++;
 		log_drop = !u->rx_drop_logged;
@@ -480,6 +505,7 @@ static int user_set_guest_offloads(struct net_backend *be, uint64_t guest_featur
 
 	pthread_mutex_lock(&u->lock);
 	u->mark_valid = guest_features & (1ULL << VIRTIO_NET_F_GUEST_CSUM);
+	u->coalesce = u->mark_valid && (guest_features & (1ULL << VIRTIO_NET_F_GUEST_TSO4));
 	pthread_mutex_unlock(&u->lock);
 	return 0;
 }
@@ -516,6 +542,9 @@ static void user_destroy(struct net_backend *be)
 			  (unsigned long long)(u->rx_dropped_full + u->rx_dropped_oversize + u->rx_dropped_small_buffer),
 			  (unsigned long long)u->rx_dropped_full, (unsigned long long)u->rx_dropped_oversize,
 			  (unsigned long long)u->rx_dropped_small_buffer, (unsigned long long)u->tx_dropped);
+	if (u->rx_coalesced)
+		log_debug("user network: %llu TCP segments merged into the frames before them",
+			  (unsigned long long)u->rx_coalesced);
 	pthread_mutex_destroy(&u->lock);
 	for (unsigned int i = 0; u->rx && i < USER_RX_SLOTS; i++)
 		free(u->rx[i].data);
@@ -596,7 +625,7 @@ struct net_backend *net_user_open(const struct net_hostfwd *fwds, unsigned int n
 		return NULL;
 	}
 	u->be = (struct net_backend){ .ops = &user_ops, .queue_pairs = 1, .mtu = mtu,
-				      .offloads = 1ULL << VIRTIO_NET_F_GUEST_CSUM };
+				      .offloads = (1ULL << VIRTIO_NET_F_GUEST_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_TSO4) };
 	u->max_frame = NET_ETH_OVERHEAD + mtu;
 	u->loop = loop;
 	u->hook = (struct event_hook){ .prepare = loop_prepare, .check = loop_check };

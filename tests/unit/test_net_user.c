@@ -23,6 +23,7 @@
 #include "backend/net.h"
 #include "config.h"
 #include "core/sandbox.h"
+#include "tools/offload.h"
 #include "util/event_loop.h"
 
 #define WAIT_MS 3000
@@ -344,7 +345,7 @@ static void test_shape(void **state)
 	(void)state;
 	open_user(NULL, 0);
 	assert_int_equal(be->queue_pairs, 1);
-	assert_int_equal(be->offloads, 1ULL << VIRTIO_NET_F_GUEST_CSUM);
+	assert_int_equal(be->offloads, (1ULL << VIRTIO_NET_F_GUEST_CSUM) | (1ULL << VIRTIO_NET_F_GUEST_TSO4));
 	assert_string_equal(be->ops->name, "user");
 	assert_true(be->ops->rx_fd(be, 0) >= 0);
 }
@@ -603,6 +604,116 @@ static void test_marks_checksums_valid_when_the_guest_takes_them(void **state)
 	assert_memory_equal(l4(&f) + 8, "pong", 4);
 	close(u);
 	close(t);
+}
+
+/* Accepts hostfwd's connection to the guest's port 2222 as the guest would
+ * (SYN+ACK, sequence number 1000, window 65535): the peer's address and
+ * port, and the sequence number of its first data byte. */
+static void accept_hostfwd(uint32_t *peer_ip, uint16_t *peer_port, uint32_t *peer_seq)
+{
+	uint16_t guest_port = 2222;
+	uint8_t frame[NET_MAX_FRAME];
+	struct frame f;
+
+	assert_true(wait_frame(match_tcp_to, &guest_port, &f, WAIT_MS));
+	assert_int_equal(l4(&f)[13] & (TCP_SYN | TCP_ACK), TCP_SYN);
+	*peer_ip = get32(f.b + 26);
+	*peer_port = get16(l4(&f));
+	*peer_seq = get32(l4(&f) + 4) + 1;
+	assert_int_equal(send_frame(frame, tcp(frame, *peer_ip, 2222, *peer_port, 1000, *peer_seq,
+					       TCP_SYN | TCP_ACK, NULL, 0)), 0);
+}
+
+/* A guest that takes TSO frames (GUEST_TSO4) gets the segments slirp cuts
+ * 40000 bytes into at a 1500-byte MTU merged into few GSO frames, each one
+ * that kvio-switch's checks pass (segment size 1460, NEEDS_CSUM), with the
+ * bytes in order; one that turns TSO off (ethtool -K lro off) gets plain
+ * segments marked DATA_VALID again. */
+static void test_merges_tcp_segments_for_a_tso_guest(void **state)
+{
+	struct net_hostfwd fwd = { .host_addr = htonl(LOOPBACK), .host_port = free_port(SOCK_STREAM),
+				   .guest_port = 2222 };
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(LOOPBACK),
+				  .sin_port = htons(fwd.host_port) };
+	static uint8_t sent[40000], got[sizeof(sent)], buf[NET_HDR_LEN + NET_MAX_GSO_FRAME], ack[NET_MAX_FRAME];
+	const uint64_t csum = 1ULL << VIRTIO_NET_F_GUEST_CSUM, tso4 = 1ULL << VIRTIO_NET_F_GUEST_TSO4;
+	uint32_t peer_ip, peer_seq;
+	uint16_t peer_port;
+	struct frame f;
+	int s;
+
+	(void)state;
+	open_user(&fwd, 1);
+	assert_true(be->offloads & tso4);
+	assert_int_equal(be->ops->set_guest_offloads(be, csum | tso4), 0);
+	rx_hdr_flags = VIRTIO_NET_HDR_F_DATA_VALID;
+	guest_arp(&f);
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(s >= 0);
+	assert_int_equal(connect(s, (struct sockaddr *)&to, sizeof(to)), 0);
+	accept_hostfwd(&peer_ip, &peer_port, &peer_seq);
+	for (size_t i = 0; i < sizeof(sent); i++)
+		sent[i] = (uint8_t)(i * 7 + i / 251);
+
+	for (int round = 0; round < 2; round++) {
+		unsigned int frames = 0, gso_frames = 0;
+		size_t have = 0;
+		int64_t deadline = now_ms() + WAIT_MS;
+
+		assert_int_equal(write(s, sent, sizeof(sent)), (ssize_t)sizeof(sent));
+		while (have < sizeof(sent)) {
+			struct iovec iov = { buf, sizeof(buf) };
+			ssize_t n = be->ops->recv(be, 0, &iov, 1);
+			struct virtio_net_hdr_v1 vh;
+			const uint8_t *t, *e = buf + NET_HDR_LEN;
+			size_t data, len;
+			const char *why = NULL;
+
+			if (n == -EAGAIN) {
+				assert_true(now_ms() < deadline);
+				assert_true(event_loop_run_once(&loop, 10) >= 0);
+				continue;
+			}
+			assert_true(n >= (ssize_t)(NET_HDR_LEN + 54));
+			len = (size_t)n - NET_HDR_LEN;
+			memcpy(&vh, buf, sizeof(vh));
+			t = e + 34;
+			assert_int_equal(get16(e + 12), 0x0800);
+			assert_int_equal(get16(t + 2), 2222);
+			data = len - 34 - (size_t)(t[12] >> 4) * 4;
+			if (!data)
+				continue;  /* an ACK of the handshake */
+			assert_int_equal(get32(t + 4), peer_seq + (uint32_t)have);
+			assert_true(have + data <= sizeof(sent));
+			memcpy(got + have, t + (t[12] >> 4) * 4, data);
+			have += data;
+			frames++;
+			/* Acknowledged as it comes, as a guest does: slirp's window opens from one segment. */
+			assert_int_equal(send_frame(ack, tcp(ack, peer_ip, 2222, peer_port, 1001, peer_seq + (uint32_t)have,
+							     TCP_ACK, NULL, 0)), 0);
+			if (round == 0 && vh.gso_type == VIRTIO_NET_HDR_GSO_TCPV4) {
+				gso_frames++;
+				assert_true(le16toh(vh.gso_size) >= 1400 && le16toh(vh.gso_size) <= 1460);
+				assert_int_equal(vh.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+				assert_int_equal(offload_check(&vh, e, len, OFFLOAD_CSUM | OFFLOAD_TSO4, &why), 0);
+			} else {
+				assert_int_equal(vh.gso_type, VIRTIO_NET_HDR_GSO_NONE);
+				assert_int_equal(vh.flags, VIRTIO_NET_HDR_F_DATA_VALID);
+				assert_true(len <= NET_MAX_FRAME);
+			}
+		}
+		assert_memory_equal(got, sent, sizeof(sent));
+		if (round == 0) {
+			/* At least 28 segments of at most 1460 bytes, in fewer frames. */
+			assert_true(gso_frames >= 1);
+			assert_true(frames <= 20);
+			assert_int_equal(be->ops->set_guest_offloads(be, csum), 0);
+		} else {
+			assert_true(frames >= 28);
+		}
+		peer_seq += sizeof(sent);
+	}
+	close(s);
 }
 
 /* The guest connects out to 10.0.2.2:PORT and reaches the host's 127.0.0.1:PORT
@@ -878,6 +989,7 @@ static void test_rx_fd_resets_and_rearms(void **state)
 	T(test_hostfwd_tcp),                             \
 	T(test_hostfwd_udp),                             \
 	T(test_marks_checksums_valid_when_the_guest_takes_them), \
+	T(test_merges_tcp_segments_for_a_tso_guest),     \
 	T(test_link_mtu),                                \
 	T(test_guest_connects_to_host_loopback),         \
 	T(test_ipv6_router_advert),                      \
