@@ -39,13 +39,14 @@ kernel_log() {
 	timeout 5 dmesg 2>/dev/null | tail -n 40
 }
 
-# boot NAME KVIO ARGS...: run a guest to completion, output in $out/NAME, status in $out/NAME.rc.
-# A boot that outlives BOOT_TIMEOUT is killed; its threads are shown first,
-# its vCPUs' registers if ARGS gave kvio `--monitor unix:$out/NAME.qmp`, and
-# the end of the kernel's log.
-boot() {
+# boot_once NAME KVIO ARGS...: run a guest to completion, output in
+# $out/NAME, status in $out/NAME.rc. A boot that outlives BOOT_TIMEOUT is
+# killed; its threads are shown first, its vCPUs' registers if ARGS gave kvio
+# `--monitor unix:$out/NAME.qmp`, and the end of the kernel's log.
+boot_once() {
 	local name=$1; shift
 	local start=$SECONDS rc watchdog
+	rm -f "$out/$name.threads"
 	started "$name"
 	timeout -k 10 "$BOOT_TIMEOUT" "$@" </dev/null >"$out/$name" 2>&1 &
 	local vmm=$!
@@ -71,14 +72,36 @@ boot() {
 		echo "# $name: still running after $BOOT_TIMEOUT s; its threads then:"
 		sed 's/^/#   /' "$out/$name.threads"
 	fi
-	# The session stops here with the runner's "the testbed failed" status,
-	# and tests/guest/run-all runs it again from the start.
-	local why
-	if [ "$rc" -ne 0 ] && why=$(testbed_fault "$name"); then
+}
+
+# boot NAME KVIO ARGS...: boot_once, and if the guest died of one of the
+# testbed's own faults (testbed_fault), again: twice more when the caller
+# set BOOT_SETUP (boot_with), a function that sets up afresh what the boot
+# needs (its namespace, its peers); else, or a third time, the session ends
+# with the runner's "the testbed failed" status (125), and
+# tests/guest/run-all runs it again from the start.
+boot() {
+	local name=$1 attempt why
+	for attempt in 1 2 3; do
+		boot_once "$@"
+		[ "$(cat "$out/$name.rc")" -ne 0 ] && why=$(testbed_fault "$name") || return 0
 		grep -a -m1 -A16 'PANIC: ' "$out/$name" | sed 's/^/#   /'
-		echo "# $name: the testbed failed: $why; ending the session (exit 125)"
-		exit 125
-	fi
+		if [ -z "${BOOT_SETUP-}" ] || [ "$attempt" -eq 3 ]; then
+			echo "# $name: the testbed failed: $why; ending the session (exit 125)"
+			exit 125
+		fi
+		echo "# $name: the testbed failed: $why; booting it again"
+		"$BOOT_SETUP"
+	done
+}
+
+# boot_with SETUP NAME KVIO ARGS...: SETUP, then boot, which runs SETUP
+# again before it boots again after a testbed fault.
+boot_with() {
+	local BOOT_SETUP=$1
+	shift
+	"$BOOT_SETUP"
+	boot "$@"
 }
 
 # testbed_fault NAME: the reason, if boot NAME's own state shows one of the
